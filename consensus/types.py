@@ -1,0 +1,403 @@
+"""Domain language of consensus: frozen pydantic models every other module speaks.
+
+A :class:`Request` carries a prompt and one or more :class:`Candidate` responses. Judges return
+:class:`Vote` values (a label, or an abstention with its reason). The votes about one *subject*
+(one candidate for ``verdict`` tasks, the whole candidate set for ``pairwise`` tasks) form a
+:class:`Ballot`; a strategy turns a ballot into a :class:`Decision`. The coordinator turns the
+decisions of one request into an :class:`Outcome` (the intervention taken and the delivered
+output). A run over a scenario ends with a :class:`RunSummary`.
+
+Labels are plain strings so that one strategy code path serves every task: ``verdict`` ballots use
+``("accept", "reject")``; ``pairwise`` ballots use the candidate ids.
+
+Example:
+    >>> c = Candidate(id="a", text="Paris.")
+    >>> r = Request(id="q1", prompt="Capital of France?", candidates=(c,))
+    >>> v = Vote(judge="rules", request_id="q1", candidate_id="a", label="accept", confidence=0.9)
+    >>> Ballot.for_subject(r, "a", (v,)).valid_votes[0].label
+    'accept'
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+ACCEPT = "accept"
+REJECT = "reject"
+VERDICT_LABELS: tuple[str, str] = (ACCEPT, REJECT)
+PAIRWISE_SUBJECT = "*"
+"""Ballot subject used for pairwise tasks (the judge compares all candidates at once)."""
+
+TaskKind = Literal["verdict", "pairwise"]
+AbstainKind = Literal["timeout", "provider_error", "unparseable", "recusal", "no_record", "error"]
+Action = Literal["accept", "block", "revise", "regenerate", "flag", "escalate"]
+Severity = Literal["low", "medium", "high", "critical"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Candidate(_Frozen):
+    """One candidate response to a prompt.
+
+    Example:
+        >>> Candidate(id="a", text="I can't help with that.", is_refusal=True).is_refusal
+        True
+    """
+
+    id: str = Field(min_length=1, description="Identifier, unique within its request.")
+    text: str = Field(description="The response text (treated as data, never as instructions).")
+    is_refusal: bool | None = Field(
+        default=None, description="Whether the response is a refusal, where known (metrics)."
+    )
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Free-form provenance.")
+
+
+class Request(_Frozen):
+    """A prompt with its candidate responses, and gold labels where known.
+
+    Example:
+        >>> r = Request(id="q", prompt="hi", candidates=(Candidate(id="a", text="hello"),),
+        ...             gold={"a": "accept"}, prompt_safe=True)
+        >>> r.subjects()
+        ('a',)
+    """
+
+    id: str = Field(min_length=1, description="Request identifier, unique within a run.")
+    prompt: str = Field(description="The user prompt the candidates answer.")
+    candidates: tuple[Candidate, ...] = Field(min_length=1, description="Candidate responses.")
+    task: TaskKind = Field(
+        default="verdict",
+        description="verdict: accept/reject each candidate; pairwise: choose the better one.",
+    )
+    gold: dict[str, str] | None = Field(
+        default=None,
+        description="Gold label per subject: candidate id -> accept/reject, or '*' -> winner id.",
+    )
+    prompt_safe: bool | None = Field(
+        default=None, description="Whether the prompt is safe to answer (over-refusal metric)."
+    )
+    category: str | None = Field(default=None, description="Free category for breakdowns.")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Free-form provenance.")
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        ids = [c.id for c in self.candidates]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"candidate ids must be unique within a request, got {ids}")
+        if self.task == "pairwise" and len(self.candidates) < 2:
+            raise ValueError("a pairwise request needs at least two candidates")
+        if self.gold:
+            labels = self.labels()
+            for subject, label in self.gold.items():
+                if subject not in self.subjects():
+                    raise ValueError(f"gold names unknown subject {subject!r}")
+                if label not in labels:
+                    raise ValueError(f"gold label {label!r} not in {labels}")
+        return self
+
+    def labels(self) -> tuple[str, ...]:
+        """The label space of this request's ballots."""
+        if self.task == "pairwise":
+            return tuple(c.id for c in self.candidates)
+        return VERDICT_LABELS
+
+    def subjects(self) -> tuple[str, ...]:
+        """Ballot subjects: each candidate id (verdict) or ``'*'`` (pairwise)."""
+        if self.task == "pairwise":
+            return (PAIRWISE_SUBJECT,)
+        return tuple(c.id for c in self.candidates)
+
+    def candidate(self, candidate_id: str) -> Candidate:
+        """The candidate with this id (KeyError if absent)."""
+        for c in self.candidates:
+            if c.id == candidate_id:
+                return c
+        raise KeyError(candidate_id)
+
+
+class Violation(_Frozen):
+    """A principle a judge found violated, with the matched span where there is one.
+
+    Example:
+        >>> Violation(principle="no-pii", detail="email", span=(4, 19)).principle
+        'no-pii'
+    """
+
+    principle: str = Field(description="Id of the violated principle.")
+    detail: str = Field(default="", description="What was found (check kind, matched text).")
+    span: tuple[int, int] | None = Field(default=None, description="[start, end) in the text.")
+    severity: Severity | None = Field(default=None, description="Severity of the principle.")
+    intervention: Action | None = Field(default=None, description="Principle's intervention.")
+
+
+class Vote(_Frozen):
+    """One judge's vote on one subject, or its abstention with the reason.
+
+    Example:
+        >>> Vote.abstain(judge="gpt", request_id="q", candidate_id="a",
+        ...              kind="timeout", reason="no reply within 5s").abstained
+        True
+    """
+
+    judge: str = Field(description="Name of the judge in its panel.")
+    judge_version: str = Field(default="", description="Hash of the judge's configuration.")
+    request_id: str = Field(description="Request the vote is about.")
+    candidate_id: str = Field(description="Candidate id (verdict) or '*' (pairwise).")
+    label: str | None = Field(default=None, description="The vote; None when abstaining.")
+    confidence: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Judge's confidence in its label, in [0, 1]."
+    )
+    critique: str = Field(default="", description="Free-text reasoning or critique.")
+    violations: tuple[Violation, ...] = Field(default=(), description="Violated principles.")
+    abstain_kind: AbstainKind | None = Field(default=None, description="Why it abstained.")
+    abstain_reason: str | None = Field(default=None, description="Human-readable reason.")
+    latency_s: float = Field(default=0.0, ge=0.0, description="Wall time of the judge call.")
+    cost_usd: float | None = Field(default=None, description="Provider cost, when known.")
+    tokens: int | None = Field(default=None, description="Total tokens, when known.")
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if (self.label is None) == (self.abstain_kind is None):
+            raise ValueError("a vote has either a label or an abstain_kind, not both or neither")
+        return self
+
+    @classmethod
+    def abstain(
+        cls,
+        *,
+        judge: str,
+        request_id: str,
+        candidate_id: str,
+        kind: AbstainKind,
+        reason: str,
+        **extra: Any,
+    ) -> Vote:
+        """An abstention: a value, never None and never an exception."""
+        return cls(
+            judge=judge,
+            request_id=request_id,
+            candidate_id=candidate_id,
+            abstain_kind=kind,
+            abstain_reason=reason,
+            **extra,
+        )
+
+    @property
+    def abstained(self) -> bool:
+        """True when the judge gave no label."""
+        return self.label is None
+
+    def distribution(self, labels: tuple[str, ...]) -> dict[str, float]:
+        """The vote as a probability over ``labels``: confidence on its label, rest spread evenly.
+
+        A vote without confidence counts as certain. An abstention gives an empty dict.
+        """
+        if self.label is None:
+            return {}
+        conf = 1.0 if self.confidence is None else self.confidence
+        k = len(labels)
+        rest = (1.0 - conf) / (k - 1) if k > 1 else 0.0
+        return {lab: (conf if lab == self.label else rest) for lab in labels}
+
+
+class Ballot(_Frozen):
+    """The votes of a panel about one subject of one request.
+
+    Example:
+        >>> b = Ballot(request_id="q", subject="a", labels=("accept", "reject"), votes=())
+        >>> b.valid_votes
+        ()
+    """
+
+    request_id: str = Field(description="Request the ballot is about.")
+    subject: str = Field(description="Candidate id (verdict) or '*' (pairwise).")
+    labels: tuple[str, ...] = Field(min_length=2, description="The label space.")
+    votes: tuple[Vote, ...] = Field(description="Every judge's vote, abstentions included.")
+    panel_size: int | None = Field(default=None, description="Judges asked (for the quorum).")
+    gold: str | None = Field(default=None, description="Gold label of the subject, if known.")
+
+    @classmethod
+    def for_subject(cls, request: Request, subject: str, votes: tuple[Vote, ...]) -> Ballot:
+        """Build the ballot of ``subject`` in ``request`` from the votes about it."""
+        return cls(
+            request_id=request.id,
+            subject=subject,
+            labels=request.labels(),
+            votes=votes,
+            panel_size=len(votes),
+            gold=(request.gold or {}).get(subject),
+        )
+
+    @property
+    def valid_votes(self) -> tuple[Vote, ...]:
+        """Votes with a label that belongs to the label space."""
+        return tuple(v for v in self.votes if v.label is not None and v.label in self.labels)
+
+    def counts(self) -> dict[str, int]:
+        """Number of valid votes per label (every label present, zero included)."""
+        out = dict.fromkeys(self.labels, 0)
+        for v in self.valid_votes:
+            out[v.label] += 1  # type: ignore[index]
+        return out
+
+
+class DecisionAgreement(_Frozen):
+    """Agreement among the votes of one ballot.
+
+    Example:
+        >>> DecisionAgreement(n_votes=3, n_valid=3, n_abstained=0,
+        ...     shares={"accept": 1.0, "reject": 0.0}, margin=1.0, entropy=0.0,
+        ...     unanimous=True).unanimous
+        True
+    """
+
+    n_votes: int = Field(description="Votes cast, abstentions included.")
+    n_valid: int = Field(description="Votes with a label.")
+    n_abstained: int = Field(description="Abstentions.")
+    shares: dict[str, float] = Field(description="Share of valid votes per label.")
+    margin: float = Field(description="Top share minus second share (0 when no valid vote).")
+    entropy: float = Field(description="Entropy of the shares, normalised to [0, 1].")
+    unanimous: bool = Field(description="All valid votes (at least one) agree.")
+
+
+class Decision(_Frozen):
+    """A strategy's decision about one ballot.
+
+    ``label`` is None when the panel reached no consensus (quorum missed, all abstained, tie with
+    the ``no_consensus`` rule); the intervention policy then decides (fail closed by default).
+
+    Example:
+        >>> Decision(request_id="q", subject="a", label="accept", probability=0.8,
+        ...          strategy="majority").label
+        'accept'
+    """
+
+    request_id: str = Field(description="Request the decision is about.")
+    subject: str = Field(description="Candidate id (verdict) or '*' (pairwise).")
+    label: str | None = Field(description="Decided label, or None for no consensus.")
+    probability: float | None = Field(
+        default=None, description="Probability of the decided label, in [0, 1]."
+    )
+    probabilities: dict[str, float] = Field(
+        default_factory=dict, description="Probability per label, where the strategy has one."
+    )
+    strategy: str = Field(description="Name of the strategy that decided.")
+    reason: str = Field(default="", description="Why, in a sentence (ties, quorum, veto).")
+    tie: bool = Field(default=False, description="Whether a tie had to be broken.")
+    tie_rule: str | None = Field(default=None, description="Rule used to break the tie.")
+    quorum_met: bool = Field(default=True, description="Whether enough valid votes arrived.")
+    diagnostics: dict[str, Any] = Field(default_factory=dict, description="Strategy details.")
+    agreement: DecisionAgreement | None = Field(default=None, description="Vote agreement.")
+
+    @property
+    def no_consensus(self) -> bool:
+        """True when no label was decided."""
+        return self.label is None
+
+
+class Outcome(_Frozen):
+    """What the coordinator did with one request: the action and the delivered output.
+
+    Example:
+        >>> Outcome(request_id="q", action="block", output="I can't help with that.",
+        ...         reason="rejected by panel").delivered
+        False
+    """
+
+    request_id: str = Field(description="Request id.")
+    action: Action = Field(description="Intervention taken.")
+    accepted_candidate: str | None = Field(default=None, description="Delivered candidate id.")
+    output: str | None = Field(default=None, description="Text delivered to the user.")
+    reason: str = Field(default="", description="Why this action.")
+    decisions: tuple[Decision, ...] = Field(default=(), description="One per ballot subject.")
+    votes: tuple[Vote, ...] = Field(default=(), description="Every vote cast for this request.")
+    latency_s: float = Field(default=0.0, description="Wall time of the decision.")
+    cost_usd: float = Field(default=0.0, description="Sum of known judge costs.")
+
+    @property
+    def delivered(self) -> bool:
+        """Whether a candidate reached the user (accept or flag)."""
+        return self.action in ("accept", "flag") and self.accepted_candidate is not None
+
+
+class JudgeSummary(_Frozen):
+    """Per-judge figures over a run.
+
+    Example:
+        >>> JudgeSummary(n_votes=10, abstention_rate=0.1, agreement_with_consensus=0.9,
+        ...              accuracy=None).abstention_rate
+        0.1
+    """
+
+    n_votes: int = Field(description="Votes asked of this judge.")
+    abstention_rate: float = Field(description="Share of abstentions.")
+    agreement_with_consensus: float | None = Field(description="Share equal to the decision.")
+    accuracy: float | None = Field(description="Share equal to gold, over its valid votes.")
+    mean_latency_s: float = Field(default=0.0, description="Mean wall time per call.")
+    cost_usd: float = Field(default=0.0, description="Sum of known costs.")
+
+
+class RunStats(_Frozen):
+    """Run-level agreement statistics over a panel.
+
+    Example:
+        >>> RunStats(n_items=0).fleiss_kappa is None
+        True
+    """
+
+    n_items: int = Field(description="Ballots considered.")
+    fleiss_kappa: float | None = Field(default=None, description="Fleiss' kappa.")
+    krippendorff_alpha: float | None = Field(default=None, description="Nominal alpha.")
+    cohen_kappa: dict[str, dict[str, float | None]] = Field(
+        default_factory=dict, description="Pairwise Cohen's kappa matrix (judge -> judge)."
+    )
+    effective_judges: float | None = Field(
+        default=None, description="Effective number of independent judges (eigenvalue ratio)."
+    )
+
+
+class RunSummary(_Frozen):
+    """Summary of a run over a scenario; ``summary.json`` is its JSON form.
+
+    Example:
+        >>> RunSummary(scenario="s", strategy="majority", n_requests=0).accuracy is None
+        True
+    """
+
+    scenario: str = Field(description="Scenario name.")
+    strategy: str = Field(description="Strategy name.")
+    run_id: str = Field(default="", description="Run identifier.")
+    n_requests: int = Field(description="Requests decided.")
+    n_ballots: int = Field(default=0, description="Ballots decided.")
+    accuracy: float | None = Field(default=None, description="Decisions equal to gold.")
+    panel_accuracy: float | None = Field(default=None, description="Same as accuracy (alias).")
+    intervention_rate: float | None = Field(default=None, description="Share not accepted.")
+    over_refusal_rate: float | None = Field(
+        default=None, description="Safe prompts answered by a refusal / all safe prompts."
+    )
+    safety_score: float | None = Field(
+        default=None, description="Harmful candidates (gold reject) not delivered / all harmful."
+    )
+    no_consensus_rate: float | None = Field(default=None, description="Ballots undecided.")
+    actions: dict[str, int] = Field(default_factory=dict, description="Count per action.")
+    fleiss_kappa: float | None = Field(default=None, description="Fleiss' kappa.")
+    krippendorff_alpha: float | None = Field(default=None, description="Nominal alpha.")
+    cohen_kappa: dict[str, dict[str, float | None]] = Field(default_factory=dict)
+    effective_judges: float | None = Field(default=None)
+    per_judge: dict[str, JudgeSummary] = Field(default_factory=dict)
+    latency_p50_s: float | None = Field(default=None, description="Median decision latency.")
+    latency_p99_s: float | None = Field(default=None, description="p99 decision latency.")
+    cost_usd: float = Field(default=0.0, description="Sum of known judge costs.")
+    wall_time_s: float = Field(default=0.0, description="Run wall time.")
+
+
+def finite_or_none(x: float | None) -> float | None:
+    """Map NaN/inf to None so JSON stays valid."""
+    if x is None or not math.isfinite(x):
+        return None
+    return float(x)

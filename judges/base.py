@@ -1,0 +1,88 @@
+"""The Judge protocol, the common judge spec, and helpers every judge kind shares.
+
+A judge is data (a spec, whose fields are its YAML keys) plus behaviour (a class implementing
+:class:`Judge`). Every kind has one async method::
+
+    async def judge(self, request: Request, candidate: Candidate | None) -> Vote
+
+``candidate`` is the candidate to accept or reject (``verdict`` tasks) or ``None`` for
+``pairwise`` tasks, where the judge compares ``request.candidates`` and votes for one id.
+A judge never raises into the coordinator: failures become ``Vote.abstain(...)``.
+
+Example:
+    >>> class Yes:
+    ...     name, version = "yes", "v1"
+    ...     async def judge(self, request, candidate):
+    ...         return Vote(judge=self.name, request_id=request.id,
+    ...                     candidate_id=subject_of(candidate), label="accept")
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from consensus.types import PAIRWISE_SUBJECT, Candidate, Request, Vote
+
+
+@runtime_checkable
+class Judge(Protocol):
+    """What every judge implements (rules, classifier, LLM, replay, simulated, human)."""
+
+    name: str
+    version: str
+
+    async def judge(self, request: Request, candidate: Candidate | None) -> Vote:
+        """Vote on ``candidate`` of ``request`` (or on the pair when ``candidate`` is None)."""
+        ...
+
+
+class JudgeSpecBase(BaseModel):
+    """Fields shared by every judge spec (each kind adds its own).
+
+    Example:
+        >>> JudgeSpecBase(name="j", kind="rules").timeout_s
+        30.0
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1, description="Judge name, unique in its panel.")
+    kind: str = Field(description="Judge kind (rules, classifier, llm, replay, simulated).")
+    timeout_s: float = Field(default=30.0, gt=0, description="Coordinator bound on one call.")
+    requires_env: tuple[str, ...] = Field(
+        default=(),
+        description="Environment variables that must be set for the judge to join the panel "
+        "(e.g. OPENAI_API_KEY); the judge is listed but disabled otherwise.",
+    )
+    host: str | None = Field(
+        default=None,
+        description="Name of the Ray actor that hosts this judge; judges with the same host share "
+        "one actor. Default: one shared actor per kind for I/O-bound kinds, own actor otherwise.",
+    )
+    num_cpus: float = Field(default=0.0, ge=0, description="CPUs reserved by the hosting actor.")
+    weight: float = Field(default=1.0, ge=0, description="Default weight for weighted strategies.")
+
+    def version(self) -> str:
+        """Short hash of the spec: the provenance recorded on every vote."""
+        return config_hash(self.model_dump(mode="json"))
+
+    def missing_env(self, environ: dict[str, str] | None = None) -> tuple[str, ...]:
+        """The required environment variables that are not set (read at the edge only)."""
+        env = os.environ if environ is None else environ
+        return tuple(k for k in self.requires_env if not env.get(k))
+
+
+def config_hash(data: Any) -> str:
+    """Stable 12-hex-digit hash of JSON-able configuration."""
+    blob = json.dumps(data, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def subject_of(candidate: Candidate | None) -> str:
+    """Ballot subject for a judge call: the candidate id, or ``'*'`` for pairwise calls."""
+    return PAIRWISE_SUBJECT if candidate is None else candidate.id
