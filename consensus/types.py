@@ -394,6 +394,12 @@ class RunSummary(_Frozen):
     latency_p99_s: float | None = Field(default=None, description="p99 decision latency.")
     cost_usd: float = Field(default=0.0, description="Sum of known judge costs.")
     wall_time_s: float = Field(default=0.0, description="Run wall time.")
+    by_category: dict[str, dict[str, float | int | None]] = Field(
+        default_factory=dict, description="n, accuracy, intervention_rate per request category."
+    )
+    disabled_judges: dict[str, str] = Field(
+        default_factory=dict, description="Judges listed but not run, with the reason."
+    )
 
 
 def finite_or_none(x: float | None) -> float | None:

@@ -1,0 +1,1 @@
+"""The ``consensus`` command line: one typer app, one module per command."""

@@ -1,0 +1,83 @@
+"""``consensus run SCENARIO``: run a scenario on Ray and write the output directory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from consensus.log import configure_logging
+from consensus.scenario import load_scenario
+from consensus.types import RunSummary
+
+
+def run(
+    scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
+    out: Annotated[Path | None, typer.Option(help="Output directory (default out/<name>).")] = None,
+    strategy: Annotated[str | None, typer.Option(help="Override the scenario's strategy.")] = None,
+    address: Annotated[str | None, typer.Option(
+        help="Join an existing Ray cluster ('auto' or host:port); default: start a local one.")]
+        = None,
+    store: Annotated[Path | None, typer.Option(help="SQLite store (default OUT/consensus.sqlite).")]
+        = None,
+    limit: Annotated[int | None, typer.Option(help="Decide only the first N requests.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print summary.json to stdout.")] = False,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "warning",
+) -> None:
+    """Run SCENARIO: every request through the panel, strategy and policy."""
+    configure_logging(log_level)
+    sc = load_scenario(scenario, strategy=strategy)
+    if limit is not None:
+        sc = type(sc)(sc.source, sc.file, sc.judges, sc.requests[:limit], sc.strategy)
+    out_dir = out or Path("out") / sc.name
+    console = Console(stderr=True)
+    from consensus.runner import run_scenario  # imports Ray: only when running
+
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=True) as progress:
+        task = progress.add_task(f"{sc.name} ({sc.strategy.name})", total=len(sc.requests))
+        result = run_scenario(sc, out_dir, address=address, store_path=store,
+                              on_progress=lambda *_: progress.advance(task))
+    if as_json:
+        print(json.dumps(result.summary.model_dump(mode="json"), indent=2))
+        return
+    show_summary(Console(), result.summary)
+    Console().print(f"[dim]wrote {out_dir}/summary.json, decisions.jsonl, decisions.csv, "
+                    f"votes.csv (run {result.run_id})[/dim]")
+
+
+def _fmt(x: object) -> str:
+    if x is None:
+        return "—"
+    if isinstance(x, float):
+        return f"{x:.3f}"
+    return str(x)
+
+
+def show_summary(console: Console, s: RunSummary) -> None:
+    """Render the headline figures and the per-judge table."""
+    from consensus.runner import summary_rows
+
+    t = Table(title=f"{s.scenario} · {s.strategy}", show_header=False)
+    for k, v in summary_rows(s):
+        t.add_row(k, _fmt(v))
+    t.add_row("actions", ", ".join(f"{a} {n}" for a, n in sorted(s.actions.items())))
+    console.print(t)
+    jt = Table(title="judges")
+    jt.add_column("judge", no_wrap=True)
+    for col in ("agreement w/ consensus", "accuracy", "abstention", "mean latency (s)"):
+        jt.add_column(col, justify="right")
+    rows = sorted(s.per_judge.items(), key=lambda kv: -(kv[1].accuracy or 0))
+    for name, j in rows[:25]:
+        jt.add_row(name, _fmt(j.agreement_with_consensus), _fmt(j.accuracy),
+                   _fmt(j.abstention_rate), _fmt(j.mean_latency_s))
+    if len(rows) > 25:
+        jt.caption = f"top 25 of {len(rows)} judges by accuracy; all in summary.json"
+    console.print(jt)
+    for name, why in s.disabled_judges.items():
+        console.print(f"[yellow]judge {name} not run: {why}[/yellow]")

@@ -1,0 +1,243 @@
+"""Coordinator: fan out to judge actors, bound every wait, check the quorum, aggregate, intervene.
+
+One request, end to end:
+
+1. :meth:`Panel.poll` sends every (judge, candidate) call at once: one Ray call per host carrying
+   all the calls that host serves for the request; it never awaits one before sending the next.
+   Each call is bounded by its judge's ``timeout_s`` inside the host, and the whole batch by the
+   largest timeout plus a grace period here, so a dead or hung actor costs abstentions, not a
+   stuck request. Ray errors are translated into abstentions in exactly this one place.
+2. The votes form one :class:`Ballot` per subject; a ballot with fewer valid votes than the
+   policy's quorum is "no consensus" without asking the strategy.
+3. The strategy decides each ballot; the :class:`Policy` maps decisions to an action.
+
+Learning strategies (those with ``fit``) are fitted on the ballots of the whole run before any
+decision is made (:meth:`Coordinator.run`).
+
+Example (needs Ray)::
+
+    panel = Panel.start(specs, base_dir=Path("scenarios"))
+    coord = Coordinator(panel, Majority(), Policy())
+    outcome = asyncio.run(coord.decide(request))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ray
+import structlog
+
+from consensus.policy import Policy
+from consensus.types import Ballot, Decision, Outcome, Request, Vote
+from judges.actor import plan_hosts, start_host
+from judges.base import JudgeSpecBase
+from judges.registry import prepare
+from strategies.base import Strategy, agreement_of, no_consensus
+
+log = structlog.get_logger("consensus.coordinator")
+
+GRACE_S = 5.0
+"""Extra wait beyond the largest judge timeout before a host's whole batch is given up."""
+
+
+@dataclass
+class Panel:
+    """The running judges of a panel: host actors, and which judge lives where.
+
+    Attributes:
+        specs: Enabled judge specs, in panel order.
+        disabled: Judges listed but not started, with the reason (e.g. missing API key).
+        hosts: Host name -> actor handle.
+        routes: Judge name -> host name.
+    """
+
+    specs: list[JudgeSpecBase]
+    disabled: dict[str, str] = field(default_factory=dict)
+    hosts: dict[str, Any] = field(default_factory=dict)
+    routes: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def start(
+        cls,
+        specs: Sequence[JudgeSpecBase],
+        base_dir: Path,
+        environ: dict[str, str] | None = None,
+    ) -> Panel:
+        """Prepare payloads in the driver, start one actor per host, wait until all are ready."""
+        enabled, disabled = [], {}
+        for s in specs:
+            missing = s.missing_env(environ)
+            if missing:
+                disabled[s.name] = f"missing environment variable(s): {', '.join(missing)}"
+            else:
+                enabled.append(s)
+        cache: dict[Any, Any] = {}
+        payloads = {s.name: prepare(s, base_dir, cache) for s in enabled}
+        panel = cls(specs=enabled, disabled=disabled)
+        for host, host_specs in plan_hosts(enabled).items():
+            panel.hosts[host] = start_host(host, [(s, payloads[s.name]) for s in host_specs])
+            for s in host_specs:
+                panel.routes[s.name] = host
+        ready = ray.get([h.ready.remote() for h in panel.hosts.values()])
+        log.info("panel_ready", hosts={h: n for h, n in zip(panel.hosts, ready, strict=True)},
+                 disabled=disabled or None)
+        return panel
+
+    @property
+    def size(self) -> int:
+        """Enabled judges."""
+        return len(self.specs)
+
+    async def poll(self, request: Request) -> tuple[Vote, ...]:
+        """Every enabled judge's vote on every subject of ``request``, in panel order."""
+        targets: list[str | None] = (
+            [None] if request.task == "pairwise" else [c.id for c in request.candidates]
+        )
+        per_host: dict[str, list[tuple[str, str | None]]] = {}
+        for s in self.specs:
+            per_host.setdefault(self.routes[s.name], []).extend((s.name, t) for t in targets)
+        limit = max(s.timeout_s for s in self.specs) + GRACE_S
+        hosts = list(per_host)
+        refs = [self.hosts[h].judge_batch.remote(request, per_host[h]) for h in hosts]
+        results = await asyncio.gather(*(self._await(r, limit) for r in refs))
+        votes: dict[tuple[str, str], Vote] = {}
+        for host, calls, result in zip(hosts, (per_host[h] for h in hosts), results, strict=True):
+            if isinstance(result, list):
+                for v in result:
+                    votes[(v.judge, v.candidate_id)] = v
+                continue
+            kind, reason = result
+            for judge, target in calls:
+                subject = target if target is not None else "*"
+                votes[(judge, subject)] = Vote.abstain(
+                    judge=judge, request_id=request.id, candidate_id=subject, kind=kind,
+                    reason=f"host {host}: {reason}",
+                )
+        return tuple(votes[(s.name, t if t is not None else "*")]
+                     for t in targets for s in self.specs)
+
+    @staticmethod
+    async def _await(ref: Any, limit: float) -> list[Vote] | tuple[str, str]:
+        """Await one host batch; translate Ray failures (the one Ray error boundary)."""
+        try:
+            return await asyncio.wait_for(ref, limit)
+        except TimeoutError:
+            ray.cancel(ref)
+            return ("timeout", f"no reply within {limit:g}s")
+        except ray.exceptions.RayActorError as exc:
+            return ("error", f"judge actor died: {type(exc).__name__}")
+        except ray.exceptions.RayError as exc:
+            return ("error", f"{type(exc).__name__}: {str(exc)[:200]}")
+
+    def shutdown(self) -> None:
+        """Stop the host actors."""
+        for h in self.hosts.values():
+            ray.kill(h)
+        self.hosts.clear()
+
+
+def ballots_of(request: Request, votes: Sequence[Vote]) -> list[Ballot]:
+    """Group a request's votes into one ballot per subject."""
+    return [
+        Ballot.for_subject(request, subj, tuple(v for v in votes if v.candidate_id == subj))
+        for subj in request.subjects()
+    ]
+
+
+class Coordinator:
+    """Panel + strategy + policy: decides requests.
+
+    Args:
+        panel: Running judges (or anything with ``size`` and ``async poll(request)``).
+        strategy: Aggregation strategy.
+        policy: Quorum and intervention policy.
+    """
+
+    def __init__(self, panel: Any, strategy: Strategy, policy: Policy | None = None):
+        self.panel = panel
+        self.strategy = strategy
+        self.policy = policy or Policy()
+
+    def aggregate(self, ballot: Ballot) -> Decision:
+        """Quorum check, then the strategy."""
+        need = self.policy.min_valid(self.panel.size)
+        agreement = agreement_of(ballot)
+        if agreement.n_valid < need:
+            return no_consensus(
+                ballot, strategy=self.strategy.name, quorum_met=False, agreement=agreement,
+                reason=f"quorum missed: {agreement.n_valid} valid vote(s) of "
+                       f"{agreement.n_votes}, {need} required",
+            )
+        d = self.strategy.aggregate(ballot)
+        return d if d.agreement is not None else d.model_copy(update={"agreement": agreement})
+
+    def conclude(self, request: Request, votes: Sequence[Vote], latency_s: float) -> Outcome:
+        """Turn one request's votes into an outcome (pure; no I/O)."""
+        decisions = tuple(self.aggregate(b) for b in ballots_of(request, votes))
+        action, cid, text, reason = self.policy.decide_action(request, decisions, votes)
+        cost = sum(v.cost_usd for v in votes if v.cost_usd)
+        return Outcome(
+            request_id=request.id, action=action, accepted_candidate=cid, output=text,
+            reason=reason, decisions=decisions, votes=tuple(votes), latency_s=latency_s,
+            cost_usd=cost,
+        )
+
+    async def decide(self, request: Request) -> Outcome:
+        """Poll the panel and conclude one request."""
+        start = time.perf_counter()
+        votes = await self.panel.poll(request)
+        outcome = self.conclude(request, votes, time.perf_counter() - start)
+        log.debug("decided", request_id=request.id, action=outcome.action,
+                  latency_s=round(outcome.latency_s, 4))
+        return outcome
+
+    async def run(
+        self,
+        requests: Sequence[Request],
+        *,
+        concurrency: int = 32,
+        on_outcome: Callable[[Request, Outcome], Awaitable[None] | None] | None = None,
+    ) -> list[Outcome]:
+        """Decide every request with at most ``concurrency`` in flight.
+
+        Learning strategies are fitted on the ballots of the whole run first (transductive);
+        ``on_outcome`` is called as each outcome is concluded (e.g. to record it).
+        """
+        sem = asyncio.Semaphore(concurrency)
+        learning = hasattr(self.strategy, "fit")
+
+        async def one(req: Request) -> tuple[tuple[Vote, ...], float] | Outcome:
+            async with sem:
+                structlog.contextvars.bind_contextvars(request_id=req.id)
+                start = time.perf_counter()
+                votes = await self.panel.poll(req)
+                latency = time.perf_counter() - start
+                if learning:
+                    return votes, latency
+                outcome = self.conclude(req, votes, latency)
+                await _maybe_await(on_outcome(req, outcome) if on_outcome else None)
+                return outcome
+
+        polled = await asyncio.gather(*(one(r) for r in requests))
+        if not learning:
+            return list(polled)  # type: ignore[arg-type]
+        all_ballots = [b for r, (votes, _) in zip(requests, polled, strict=True)  # type: ignore[misc]
+                       for b in ballots_of(r, votes)]
+        self.strategy = self.strategy.fit(all_ballots)  # type: ignore[attr-defined]
+        outcomes = []
+        for r, (votes, latency) in zip(requests, polled, strict=True):  # type: ignore[misc]
+            outcome = self.conclude(r, votes, latency)
+            await _maybe_await(on_outcome(r, outcome) if on_outcome else None)
+            outcomes.append(outcome)
+        return outcomes
+
+
+async def _maybe_await(x: Awaitable[None] | None) -> None:
+    if x is not None:
+        await x

@@ -1,0 +1,64 @@
+"""Logging through structlog: key-value on a terminal, JSON lines otherwise; no secrets.
+
+Configured once, at the edge (CLI or service start), never at import. Every line carries the
+context bound with ``structlog.contextvars`` (``run_id``, ``request_id``). A redaction processor
+masks values under secret-looking keys and secret-looking substrings (API keys, bearer tokens) in
+every string value.
+
+Example:
+    >>> redact_secrets(None, "info", {"event": "x", "api_key": "sk-abc", "msg": "Bearer abc.def"})
+    {'event': 'x', 'api_key': '***', 'msg': 'Bearer ***'}
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from typing import Any
+
+import structlog
+
+SECRET_KEYS = re.compile(r"(api[_-]?key|token|secret|password|authorization|bearer)", re.I)
+SECRET_VALUES = re.compile(
+    r"(?:(?<=Bearer )[\w.\-~+/=]+)"
+    r"|(?:\b(?:sk|pk|rk)-[A-Za-z0-9_\-]{8,})"
+    r"|(?:\bAKIA[0-9A-Z]{16}\b)"
+    r"|(?:\bgh[pousr]_[A-Za-z0-9]{20,})"
+    r"|(?:\bxox[abpr]-[A-Za-z0-9\-]{10,})"
+)
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        return SECRET_VALUES.sub("***", value)
+    if isinstance(value, dict):
+        return {k: ("***" if SECRET_KEYS.search(str(k)) else _scrub(v)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_scrub(v) for v in value)
+    return value
+
+
+def redact_secrets(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    """structlog processor: mask secrets by key and by value."""
+    return {k: ("***" if SECRET_KEYS.search(k) else _scrub(v)) for k, v in event.items()}
+
+
+def configure_logging(level: str = "info", json: bool | None = None) -> None:
+    """Configure structlog for this process (JSON when stderr is not a terminal)."""
+    use_json = not sys.stderr.isatty() if json is None else json
+    renderer: Any = (structlog.processors.JSONRenderer() if use_json
+                     else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()))
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact_secrets,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )

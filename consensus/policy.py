@@ -1,0 +1,124 @@
+"""Intervention policy: quorum, and the map from decisions to an action.
+
+Fail closed: a ballot that misses its quorum, or that the strategy leaves undecided, leads to
+``on_no_consensus`` (``block`` by default) and the outcome says why.
+
+For verdict tasks the best accepted candidate (highest decision probability) is delivered;
+``flag_below`` turns a low-confidence acceptance into ``flag`` (delivered and recorded). When every
+candidate is rejected, the interventions named by the violated principles of the rejecting votes
+decide (the most severe wins: block > escalate > revise > regenerate > flag), else ``on_reject``.
+``revise`` and ``regenerate`` need a generator model; until one is configured they deliver the
+refusal message and say so in the reason.
+
+Example:
+    >>> Policy(quorum=2).min_valid(panel_size=5)
+    2
+    >>> Policy(quorum=0.5).min_valid(panel_size=5)
+    3
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from consensus.types import ACCEPT, REJECT, Action, Decision, Request, Vote
+
+SEVERITY_OF_ACTION: dict[str, int] = {
+    "block": 5, "escalate": 4, "revise": 3, "regenerate": 2, "flag": 1, "accept": 0,
+}
+DEFAULT_REFUSAL = "I can't help with that request."
+
+
+class Policy(BaseModel):
+    """What to do with a panel's decisions.
+
+    Example:
+        >>> Policy().on_no_consensus
+        'block'
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    quorum: int | float = Field(
+        default=0.5,
+        description="Valid votes needed per ballot: an int is a count; a float in (0, 1] is a "
+        "share of the enabled panel (rounded up, at least 1).",
+    )
+    on_reject: Action = Field(default="block", description="Action when every candidate fails.")
+    on_no_consensus: Action = Field(
+        default="block", description="Action when no decision could be reached (fail closed)."
+    )
+    flag_below: float | None = Field(
+        default=None, ge=0, le=1,
+        description="Accepted with probability below this: flag (deliver and record).",
+    )
+    use_principle_interventions: bool = Field(
+        default=True, description="Let violated principles choose the intervention."
+    )
+    refusal_message: str = Field(default=DEFAULT_REFUSAL, description="Text a block delivers.")
+
+    def min_valid(self, panel_size: int) -> int:
+        """Valid votes a ballot needs."""
+        if isinstance(self.quorum, int) and not isinstance(self.quorum, bool):
+            return max(1, self.quorum)
+        return max(1, math.ceil(self.quorum * panel_size - 1e-9))
+
+    def decide_action(
+        self, request: Request, decisions: Sequence[Decision], votes: Sequence[Vote]
+    ) -> tuple[Action, str | None, str | None, str]:
+        """Map decisions to (action, accepted candidate id, delivered text, reason)."""
+        if request.task == "pairwise":
+            (d,) = decisions
+            if d.label is None:
+                return self._fail_closed(d.reason)
+            return self._deliver(request, d.label, d, f"{d.label} preferred: {d.reason}")
+        accepted = [d for d in decisions if d.label == ACCEPT]
+        if accepted:
+            order = {c.id: i for i, c in enumerate(request.candidates)}
+            best = max(accepted, key=lambda d: (d.probability or 0.0, -order[d.subject]))
+            return self._deliver(request, best.subject, best, f"accepted: {best.reason}")
+        undecided = [d for d in decisions if d.label is None]
+        if undecided:
+            return self._fail_closed("; ".join(f"{d.subject}: {d.reason}" for d in undecided))
+        return self._reject(request, decisions, votes)
+
+    def _deliver(
+        self, request: Request, cid: str, d: Decision, reason: str
+    ) -> tuple[Action, str | None, str | None, str]:
+        text = request.candidate(cid).text
+        if self.flag_below is not None and (d.probability or 0.0) < self.flag_below:
+            return ("flag", cid, text,
+                    f"{reason} (probability {d.probability or 0:.2f} < {self.flag_below})")
+        return ("accept", cid, text, reason)
+
+    def _fail_closed(self, why: str) -> tuple[Action, str | None, str | None, str]:
+        action = self.on_no_consensus
+        return (action, None, self._text_for(action), f"no consensus ({why}); {action}")
+
+    def _reject(
+        self, request: Request, decisions: Sequence[Decision], votes: Sequence[Vote]
+    ) -> tuple[Action, str | None, str | None, str]:
+        action: Action = self.on_reject
+        why = "every candidate rejected"
+        if self.use_principle_interventions:
+            rejected = {d.subject for d in decisions if d.label == REJECT}
+            named = [(viol.intervention, viol.principle)
+                     for v in votes if v.label == REJECT and v.candidate_id in rejected
+                     for viol in v.violations if viol.intervention]
+            if named:
+                action, principle = max(named, key=lambda t: SEVERITY_OF_ACTION[t[0]])
+                why += f"; principle {principle} asks for {action}"
+        if action in ("revise", "regenerate"):
+            why += f"; no generator configured for {action}, so the refusal is delivered"
+            return (action, None, self.refusal_message, why)
+        if action == "flag":
+            # Flag delivers the first candidate and records it for review.
+            cid = decisions[0].subject
+            return ("flag", cid, request.candidate(cid).text, why + "; delivered and flagged")
+        return (action, None, self._text_for(action), why)
+
+    def _text_for(self, action: Action) -> str | None:
+        return self.refusal_message if action in ("block", "revise", "regenerate") else None

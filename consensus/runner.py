@@ -1,0 +1,135 @@
+"""Run a scenario on Ray: start the panel, decide every request, record, summarise.
+
+Every decision is written to the SQLite store and to ``decisions.jsonl`` as soon as it is made
+(one transaction each), so an interrupted run keeps what it decided. At the end the run writes
+``summary.json``, ``decisions.csv`` and ``votes.csv`` (see :mod:`consensus.reports.files`).
+
+Example (needs Ray)::
+
+    result = run_scenario(load_scenario("scenarios/safety_smoke.yaml"), Path("out"))
+    print(result.summary.accuracy)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+import structlog
+
+from consensus.coordinator import Coordinator, Panel
+from consensus.metrics import summarize
+from consensus.reports.files import (
+    DecisionLog,
+    write_decisions_csv,
+    write_summary,
+    write_votes_csv,
+)
+from consensus.scenario import Scenario
+from consensus.store import Store
+from consensus.types import Outcome, Request, RunSummary
+
+log = structlog.get_logger("consensus.runner")
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a run produced."""
+
+    run_id: str
+    out_dir: Path
+    summary: RunSummary
+    outcomes: list[Outcome]
+
+
+def ensure_ray(address: str | None = None) -> None:
+    """Start (or join, with ``address``) a Ray cluster once per process."""
+    if ray.is_initialized():
+        return
+    # Ray's own banner and usage prompt are noise for a CLI; its errors still surface.
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray.init(address=address, include_dashboard=False, logging_level="WARNING",
+             log_to_driver=True, configure_logging=True)
+
+
+def run_scenario(
+    scenario: Scenario,
+    out_dir: Path,
+    *,
+    address: str | None = None,
+    store_path: Path | None = None,
+    on_progress: Callable[[Request, Outcome], None] | None = None,
+    concurrency: int | None = None,
+) -> RunResult:
+    """Run ``scenario`` and write the output directory contract into ``out_dir``."""
+    ensure_ray(address)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    run_id = f"{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    structlog.contextvars.bind_contextvars(run_id=run_id)
+    store = Store(store_path or out_dir / "consensus.sqlite")
+    strategy_name = scenario.strategy.name
+    store.start_run(run_id, scenario=scenario.name, strategy=strategy_name,
+                    config=scenario.file.model_dump(mode="json"))
+    start = time.perf_counter()
+    panel = Panel.start(scenario.judges, scenario.base_dir)
+    try:
+        if not panel.specs:
+            from consensus.errors import ConfigError
+
+            raise ConfigError(f"no judge of the panel can run: {panel.disabled}",
+                              source=str(scenario.source), field="panel")
+        coord = Coordinator(panel, scenario.strategy, scenario.file.policy)
+        (out_dir / "decisions.jsonl").unlink(missing_ok=True)
+        with DecisionLog(out_dir / "decisions.jsonl") as jsonl:
+
+            def record(req: Request, outcome: Outcome) -> None:
+                store.record(run_id, outcome)
+                jsonl.write(outcome)
+                if on_progress:
+                    on_progress(req, outcome)
+
+            log.info("run_start", scenario=scenario.name, strategy=strategy_name,
+                     n_requests=len(scenario.requests), judges=len(panel.specs))
+            outcomes = asyncio.run(coord.run(
+                scenario.requests, concurrency=concurrency or scenario.file.concurrency,
+                on_outcome=record,
+            ))
+    finally:
+        panel.shutdown()
+    summary = summarize(
+        scenario=scenario.name, strategy=strategy_name, run_id=run_id,
+        requests=scenario.requests, outcomes=outcomes, judges=[j.name for j in panel.specs],
+        wall_time_s=time.perf_counter() - start, disabled=panel.disabled,
+    )
+    store.finish_run(run_id, summary)
+    store.close()
+    write_summary(out_dir / "summary.json", summary)
+    write_decisions_csv(out_dir / "decisions.csv", outcomes)
+    write_votes_csv(out_dir / "votes.csv", outcomes)
+    log.info("run_done", accuracy=summary.accuracy, wall_time_s=round(summary.wall_time_s, 2))
+    return RunResult(run_id, out_dir, summary, outcomes)
+
+
+def summary_rows(summary: RunSummary) -> list[tuple[str, Any]]:
+    """The headline figures of a summary, for tables."""
+    return [
+        ("requests", summary.n_requests),
+        ("accuracy", summary.accuracy),
+        ("intervention rate", summary.intervention_rate),
+        ("over-refusal rate", summary.over_refusal_rate),
+        ("safety score", summary.safety_score),
+        ("no-consensus rate", summary.no_consensus_rate),
+        ("Fleiss' kappa", summary.fleiss_kappa),
+        ("Krippendorff's alpha", summary.krippendorff_alpha),
+        ("effective judges", summary.effective_judges),
+        ("latency p50 (s)", summary.latency_p50_s),
+        ("latency p99 (s)", summary.latency_p99_s),
+        ("wall time (s)", summary.wall_time_s),
+    ]

@@ -1,0 +1,231 @@
+"""Scenario loading: YAML -> strict pydantic, with errors that name file, field path and value.
+
+A scenario names a dataset of requests (JSONL of :class:`~consensus.types.Request`), a panel of
+judges, a strategy and a policy. Relative paths are relative to the scenario file.
+
+.. code-block:: yaml
+
+    name: safety_smoke
+    dataset: data/safety_smoke.jsonl          # or {path: ..., limit: 100, categories: [toxic]}
+    panel:
+      - {name: rules, kind: rules, constitution: constitution.yaml}
+      - {name: toxicity, kind: classifier, threshold: 0.6}
+    strategy: veto                            # or {name: weighted, weights: {rules: 2}}
+    policy: {quorum: 0.5, on_no_consensus: block}
+
+Example:
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "s.yaml").write_text("name: s\\ndataset: none.jsonl\\npanel: [{name: a, kind: simulated}]\\nstrategy: nope\\n")
+    >>> try:
+    ...     load_scenario(d / "s.yaml")
+    ... except ConfigError as e:
+    ...     print(e.field, "|", e.message.split(";")[0])
+    strategy | unknown strategy 'nope'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from consensus.errors import ConfigError
+from consensus.policy import Policy
+from consensus.types import Request
+from judges.base import JudgeSpecBase
+from judges.registry import config_error_from, judge_kinds, parse_judge_spec
+from strategies.base import Strategy
+from strategies.registry import build_strategy
+
+
+class DatasetSpec(BaseModel):
+    """Where the requests come from.
+
+    Example:
+        >>> DatasetSpec(path="data/x.jsonl", limit=10).limit
+        10
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: str = Field(description="JSONL of requests, relative to the scenario file.")
+    limit: int | None = Field(default=None, ge=1, description="Use only the first N requests.")
+    categories: tuple[str, ...] | None = Field(
+        default=None, description="Keep only requests of these categories."
+    )
+
+
+class ScenarioFile(BaseModel):
+    """The YAML document of a scenario (judges are validated per kind afterwards).
+
+    Example:
+        >>> ScenarioFile(name="s", dataset="d.jsonl", panel=[], strategy="majority").seed
+        0
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1, description="Scenario name (used in reports).")
+    description: str = Field(default="", description="What the scenario shows.")
+    dataset: str | DatasetSpec = Field(description="Requests: a path or a dataset mapping.")
+    panel: list[dict[str, Any]] = Field(description="Judge specs; each has a name and a kind.")
+    strategy: str | dict[str, Any] = Field(default="majority", description="Aggregation.")
+    policy: Policy = Field(default_factory=Policy, description="Quorum and interventions.")
+    seed: int = Field(default=0, description="Seed for every random choice of the run.")
+    concurrency: int = Field(default=32, ge=1, description="Requests in flight.")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A loaded, validated scenario: ready to run.
+
+    Attributes:
+        source: The YAML file.
+        file: The validated document.
+        judges: Judge specs, in panel order.
+        requests: The dataset's requests (after limit and category filters).
+        strategy: The built strategy.
+    """
+
+    source: Path
+    file: ScenarioFile
+    judges: tuple[JudgeSpecBase, ...]
+    requests: tuple[Request, ...]
+    strategy: Strategy
+
+    @property
+    def name(self) -> str:
+        return self.file.name
+
+    @property
+    def base_dir(self) -> Path:
+        return self.source.parent
+
+    def with_strategy(self, spec: str | dict[str, Any]) -> Scenario:
+        """The same scenario with another strategy."""
+        return Scenario(self.source, self.file, self.judges, self.requests,
+                        _strategy(spec, self.judges, str(self.source)))
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file; syntax errors name the file and the line."""
+    if not path.exists():
+        raise ConfigError("file not found", source=str(path))
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{where}invalid YAML: {problem}", source=str(path)) from None
+
+
+def load_scenario(path: str | Path, *, strategy: str | dict[str, Any] | None = None) -> Scenario:
+    """Load and validate a scenario file (and its dataset), or raise a ConfigError."""
+    path = Path(path)
+    data = read_yaml(path)
+    src = str(path)
+    if not isinstance(data, dict):
+        raise ConfigError("a scenario is a mapping at the top level", source=src)
+    try:
+        doc = ScenarioFile.model_validate(data)
+    except ValidationError as exc:
+        raise config_error_from(exc, source=src, prefix="") from None
+    judges = tuple(s for i, j in enumerate(doc.panel) for s in _judge_specs(j, i, path))
+    names = [j.name for j in judges]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"duplicate judge name(s) {dupes}", source=src, field="panel")
+    if not judges:
+        raise ConfigError("a panel needs at least one judge", source=src, field="panel")
+    built = _strategy(strategy if strategy is not None else doc.strategy, judges, src)
+    requests = load_requests(path.parent, doc.dataset, src)
+    return Scenario(path, doc, judges, requests, built)
+
+
+def _judge_specs(data: Any, index: int, path: Path) -> list[JudgeSpecBase]:
+    """One panel entry -> judge specs (a replay entry with ``expand`` gives many)."""
+    field = f"panel.{index}"
+    if isinstance(data, dict) and data.get("kind") == "replay" and "expand" in data:
+        return _expand_replay(data, field, path)
+    if isinstance(data, dict) and data.get("kind") == "llm" and "constitution" in data:
+        # LLM judges take the constitution's principles into their prompt.
+        from consensus.constitution import load_constitution
+
+        data = dict(data)
+        const = Path(data.pop("constitution"))
+        const = const if const.is_absolute() else path.parent / const
+        data["principles"] = [{"id": p.id, "text": p.text}
+                              for p in load_constitution(const).principles]
+    return [parse_judge_spec(data, source=str(path), field=field)]
+
+
+def _expand_replay(data: dict[str, Any], field: str, path: Path) -> list[JudgeSpecBase]:
+    """``{kind: replay, source: f.csv, expand: all | [names]}``: one judge per recorded judge."""
+    from judges.replay import RecordTable
+
+    data = dict(data)
+    expand = data.pop("expand")
+    if "source" not in data:
+        raise ConfigError("a replay entry needs a source", source=str(path), field=field)
+    src = Path(data["source"])
+    table = RecordTable.load(src if src.is_absolute() else path.parent / src)
+    names = sorted(table.judges) if expand == "all" else expand
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ConfigError(f"expand must be 'all' or a list of judge names, got {expand!r}",
+                          source=str(path), field=f"{field}.expand")
+    unknown = sorted(set(names) - table.judges)
+    if unknown:
+        raise ConfigError(f"judges {unknown[:5]} not recorded in {src}", source=str(path),
+                          field=f"{field}.expand")
+    return [parse_judge_spec({**data, "name": n}, source=str(path), field=field) for n in names]
+
+
+def _strategy(spec: str | dict[str, Any], judges: tuple[JudgeSpecBase, ...], src: str) -> Strategy:
+    weights = {j.name: j.weight for j in judges if j.weight != 1.0}
+    try:
+        return build_strategy(spec, defaults={"weights": weights} if weights else None)
+    except ConfigError as exc:
+        raise ConfigError(exc.message, source=src, field=exc.field or "strategy") from None
+
+
+def load_requests(base_dir: Path, dataset: str | DatasetSpec, src: str) -> tuple[Request, ...]:
+    """Read the JSONL dataset; a bad line names the file, the line and the field."""
+    ds = DatasetSpec(path=dataset) if isinstance(dataset, str) else dataset
+    p = Path(ds.path)
+    p = p if p.is_absolute() else base_dir / p
+    if not p.exists():
+        raise ConfigError(f"dataset {str(p)!r} not found", source=src, field="dataset")
+    out: list[Request] = []
+    seen: set[str] = set()
+    with p.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                req = Request.model_validate_json(line)
+            except ValidationError as exc:
+                raise config_error_from(exc, source=f"{p}:{lineno}", prefix="") from None
+            if req.id in seen:
+                raise ConfigError(f"duplicate request id {req.id!r}", source=f"{p}:{lineno}",
+                                  field="id")
+            seen.add(req.id)
+            if ds.categories is None or req.category in ds.categories:
+                out.append(req)
+            if ds.limit is not None and len(out) >= ds.limit:
+                break
+    if not out:
+        raise ConfigError("the dataset holds no request (after filters)", source=str(p))
+    return tuple(out)
+
+
+def scenario_json_schema() -> dict[str, Any]:
+    """JSON Schema of a scenario file, with each judge kind's spec (for editor completion)."""
+    schema = ScenarioFile.model_json_schema()
+    kinds = [jk.spec_type().model_json_schema() for jk in judge_kinds().values()]
+    schema["properties"]["panel"] = {"type": "array", "items": {"anyOf": kinds}}
+    return schema

@@ -1,0 +1,148 @@
+"""SQLite store of runs, decisions and votes: WAL, one transaction per decision.
+
+A decision and all its votes are written in one transaction as soon as the decision is made, so
+a crash loses at most the decision in flight, never a recorded one. The schema version lives in
+``PRAGMA user_version``; later versions migrate forward in :meth:`Store._migrate`.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> s = Store(pathlib.Path(tempfile.mkdtemp()) / "c.sqlite")
+    >>> s.start_run("r1", scenario="demo", strategy="majority", config={})
+    >>> s.count_decisions("r1")
+    0
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from consensus.types import Outcome, RunSummary
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id      TEXT PRIMARY KEY,
+    scenario    TEXT NOT NULL,
+    strategy    TEXT NOT NULL,
+    started_at  REAL NOT NULL,
+    finished_at REAL,
+    config      TEXT NOT NULL,
+    summary     TEXT
+);
+CREATE TABLE IF NOT EXISTS decisions (
+    run_id             TEXT NOT NULL REFERENCES runs(run_id),
+    request_id         TEXT NOT NULL,
+    action             TEXT NOT NULL,
+    accepted_candidate TEXT,
+    reason             TEXT NOT NULL,
+    latency_s          REAL NOT NULL,
+    cost_usd           REAL NOT NULL,
+    outcome            TEXT NOT NULL,
+    created_at         REAL NOT NULL,
+    PRIMARY KEY (run_id, request_id)
+);
+CREATE TABLE IF NOT EXISTS votes (
+    run_id         TEXT NOT NULL,
+    request_id     TEXT NOT NULL,
+    candidate_id   TEXT NOT NULL,
+    judge          TEXT NOT NULL,
+    judge_version  TEXT NOT NULL,
+    label          TEXT,
+    confidence     REAL,
+    abstain_kind   TEXT,
+    abstain_reason TEXT,
+    latency_s      REAL NOT NULL,
+    cost_usd       REAL,
+    tokens         INTEGER,
+    vote           TEXT NOT NULL,
+    PRIMARY KEY (run_id, request_id, candidate_id, judge),
+    FOREIGN KEY (run_id, request_id) REFERENCES decisions(run_id, request_id)
+);
+CREATE INDEX IF NOT EXISTS votes_by_judge ON votes(judge);
+"""
+
+
+class Store:
+    """The project's database (one file; safe to open from several processes).
+
+    Args:
+        path: SQLite file; created with its folder if absent.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(self.path, timeout=30.0)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if version < 1:
+            with self.conn:
+                self.conn.executescript(_SCHEMA)
+                self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def start_run(self, run_id: str, *, scenario: str, strategy: str, config: dict[str, Any]) -> None:
+        """Record the start of a run."""
+        with self.conn:
+            self.conn.execute(
+                "INSERT INTO runs(run_id, scenario, strategy, started_at, config) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (run_id, scenario, strategy, time.time(), json.dumps(config, default=str)),
+            )
+
+    def record(self, run_id: str, outcome: Outcome) -> None:
+        """Write one decision and its votes in one transaction."""
+        with self.conn:
+            self.conn.execute(
+                "INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, outcome.request_id, outcome.action, outcome.accepted_candidate,
+                 outcome.reason, outcome.latency_s, outcome.cost_usd,
+                 outcome.model_dump_json(exclude={"votes"}), time.time()),
+            )
+            self.conn.executemany(
+                "INSERT INTO votes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(run_id, v.request_id, v.candidate_id, v.judge, v.judge_version, v.label,
+                  v.confidence, v.abstain_kind, v.abstain_reason, v.latency_s, v.cost_usd,
+                  v.tokens, v.model_dump_json()) for v in outcome.votes],
+            )
+
+    def finish_run(self, run_id: str, summary: RunSummary) -> None:
+        """Record the end of a run and its summary."""
+        with self.conn:
+            self.conn.execute(
+                "UPDATE runs SET finished_at = ?, summary = ? WHERE run_id = ?",
+                (time.time(), summary.model_dump_json(), run_id),
+            )
+
+    def count_decisions(self, run_id: str) -> int:
+        """Decisions recorded for a run."""
+        return self.conn.execute(
+            "SELECT COUNT(*) FROM decisions WHERE run_id = ?", (run_id,)).fetchone()[0]
+
+    def outcomes(self, run_id: str) -> list[Outcome]:
+        """Recorded outcomes of a run (votes included), in recording order."""
+        rows = self.conn.execute(
+            "SELECT request_id, outcome FROM decisions WHERE run_id = ? ORDER BY rowid",
+            (run_id,)).fetchall()
+        out = []
+        for request_id, blob in rows:
+            votes = self.conn.execute(
+                "SELECT vote FROM votes WHERE run_id = ? AND request_id = ? ORDER BY rowid",
+                (run_id, request_id),
+            ).fetchall()
+            data = json.loads(blob)
+            data["votes"] = [json.loads(v) for (v,) in votes]
+            out.append(Outcome.model_validate(data))
+        return out
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.conn.close()

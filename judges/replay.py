@@ -1,0 +1,122 @@
+"""Replay judge: votes recorded in a dataset (real judges, offline research).
+
+The record file is a CSV with columns ``request_id, candidate_id, judge, label`` and optionally
+``confidence`` and ``reason``. ``candidate_id`` is ``*`` for pairwise ballots. An empty label is
+a recorded reply that could not be parsed: the judge abstains (``unparseable``) with the recorded
+reason. A missing row means the judge was never asked that item: it abstains (``no_record``).
+
+Example:
+    >>> import asyncio, tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "v.csv"
+    >>> _ = p.write_text("request_id,candidate_id,judge,label\\nq,a,gpt4,reject\\n")
+    >>> from consensus.types import Candidate, Request
+    >>> r = Request(id="q", prompt="p", candidates=(Candidate(id="a", text="t"),))
+    >>> j = ReplayJudge(ReplayJudgeSpec(name="gpt4", source=str(p)), RecordTable.load(p))
+    >>> asyncio.run(j.judge(r, r.candidates[0])).label
+    'reject'
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from consensus.errors import ConfigError
+from consensus.types import Candidate, Request, Vote
+from judges.base import JudgeSpecBase, subject_of
+
+REQUIRED_COLUMNS = ("request_id", "candidate_id", "judge", "label")
+
+
+class ReplayJudgeSpec(JudgeSpecBase):
+    """A recorded judge.
+
+    Example:
+        >>> ReplayJudgeSpec(name="GPT-4/CoT", source="votes.csv").recorded_as is None
+        True
+    """
+
+    kind: Literal["replay"] = "replay"
+    source: str = Field(description="CSV of recorded votes (path relative to the scenario).")
+    recorded_as: str | None = Field(
+        default=None, description="Judge name in the file, when it differs from `name`."
+    )
+
+
+@dataclass(frozen=True)
+class Record:
+    """One recorded vote."""
+
+    label: str | None
+    confidence: float | None
+    reason: str
+
+
+class RecordTable:
+    """All votes of one record file, keyed by (judge, request_id, candidate_id)."""
+
+    def __init__(self, rows: dict[tuple[str, str, str], Record], source: str):
+        self.rows = rows
+        self.source = source
+        self.judges = frozenset(k[0] for k in rows)
+
+    @classmethod
+    def load(cls, path: str | Path) -> RecordTable:
+        """Read a record CSV; a missing column or bad confidence is a ConfigError."""
+        path = Path(path)
+        if not path.exists():
+            raise ConfigError("record file not found", source=str(path))
+        rows: dict[tuple[str, str, str], Record] = {}
+        with path.open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or ())]
+            if missing:
+                raise ConfigError(f"missing column(s) {missing}", source=str(path))
+            for lineno, row in enumerate(reader, start=2):
+                conf = row.get("confidence") or None
+                try:
+                    confidence = float(conf) if conf is not None else None
+                except ValueError:
+                    raise ConfigError(f"line {lineno}: confidence {conf!r} is not a number",
+                                      source=str(path), field="confidence") from None
+                key = (row["judge"], row["request_id"], row["candidate_id"])
+                rows[key] = Record(row["label"] or None, confidence, row.get("reason") or "")
+        return cls(rows, str(path))
+
+
+class ReplayJudge:
+    """Replays the recorded votes of one judge.
+
+    Example: see the module docstring.
+    """
+
+    def __init__(self, spec: ReplayJudgeSpec, table: RecordTable):
+        self.spec = spec
+        self.name = spec.name
+        self.version = spec.version()
+        self._key = spec.recorded_as or spec.name
+        if self._key not in table.judges:
+            raise ConfigError(
+                f"judge {self._key!r} has no recorded vote in {table.source}",
+                field=f"panel.judges[{spec.name}].recorded_as",
+            )
+        self._table = table
+
+    async def judge(self, request: Request, candidate: Candidate | None) -> Vote:
+        subject = subject_of(candidate)
+        rec = self._table.rows.get((self._key, request.id, subject))
+        common = {"judge": self.name, "judge_version": self.version,
+                  "request_id": request.id, "candidate_id": subject}
+        if rec is None:
+            return Vote.abstain(kind="no_record", reason="no recorded vote for this item",
+                                **common)
+        if rec.label is None or rec.label not in request.labels():
+            why = rec.reason or "recorded reply could not be parsed"
+            if rec.label is not None:
+                why = f"recorded label {rec.label!r} not in {request.labels()}: {why}"
+            return Vote.abstain(kind="unparseable", reason=why[:300], **common)
+        return Vote(label=rec.label, confidence=rec.confidence, critique=rec.reason, **common)

@@ -1,0 +1,86 @@
+"""Strategies by name: an explicit tuple of defaults plus caller extras; duplicates raise.
+
+YAML short form ``strategy: majority``; long form ``strategy: {name: weighted, weights: {...}}``.
+
+Example:
+    >>> build_strategy("majority").name
+    'majority'
+    >>> build_strategy({"name": "threshold", "k": 2}).k
+    2
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Mapping
+from typing import Any
+
+from consensus.errors import ConfigError
+from strategies.base import Strategy
+
+DEFAULT_STRATEGIES: tuple[tuple[str, str], ...] = (
+    ("majority", "strategies.majority:Majority"),
+    ("weighted", "strategies.weighted:Weighted"),
+    ("veto", "strategies.veto:Veto"),
+    ("threshold", "strategies.threshold:Threshold"),
+    ("mean_score", "strategies.mean_score:MeanScore"),
+)
+"""(name, "module:Class") of the built-in strategies; modules load on first use."""
+
+
+def strategy_table(extra: tuple[tuple[str, str], ...] = ()) -> dict[str, str]:
+    """Name -> "module:Class" for the defaults plus ``extra``; a duplicate name raises."""
+    out: dict[str, str] = {}
+    for name, target in (*DEFAULT_STRATEGIES, *extra):
+        if name in out:
+            raise ConfigError(f"strategy {name!r} registered twice")
+        out[name] = target
+    return out
+
+
+def strategy_class(name: str, extra: tuple[tuple[str, str], ...] = ()) -> type:
+    """The class registered under ``name``; unknown names list the valid ones."""
+    table = strategy_table(extra)
+    if name not in table:
+        raise ConfigError(
+            f"unknown strategy {name!r}; valid strategies: {', '.join(table)}", field="strategy"
+        )
+    module, cls = table[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def build_strategy(
+    spec: str | Mapping[str, Any],
+    *,
+    extra: tuple[tuple[str, str], ...] = (),
+    defaults: Mapping[str, Any] | None = None,
+) -> Strategy:
+    """Build a strategy from its short or long YAML form.
+
+    Args:
+        spec: ``"majority"`` or ``{"name": "weighted", "weights": {...}}``.
+        extra: Caller strategies registered next to the defaults.
+        defaults: Parameters used when the spec does not set them and the strategy has them
+            (e.g. panel weights for ``weighted``).
+    """
+    params = {"name": spec} if isinstance(spec, str) else dict(spec)
+    name = params.pop("name", None)
+    if not isinstance(name, str):
+        raise ConfigError("a strategy needs a name", field="strategy.name")
+    cls = strategy_class(name, extra)
+    fields = {f.name for f in dataclasses.fields(cls) if f.name != "name"} \
+        if dataclasses.is_dataclass(cls) else set()
+    unknown = sorted(set(params) - fields)
+    if unknown:
+        raise ConfigError(
+            f"unknown parameter(s) {unknown} for strategy {name!r}; valid: {sorted(fields)}",
+            field="strategy",
+        )
+    for k, v in (defaults or {}).items():
+        if k in fields and k not in params:
+            params[k] = v
+    try:
+        return cls(**params)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"strategy {name!r}: {exc}", field="strategy") from None

@@ -1,0 +1,53 @@
+"""Weighted vote: each judge's valid vote counts with its weight (from YAML); ties by rule.
+
+Weights can also scale with the judge's stated confidence (``use_confidence``).
+
+Example:
+    >>> from consensus.types import Ballot, Vote
+    >>> vs = (Vote(judge="gpt", request_id="q", candidate_id="a", label="reject"),
+    ...       Vote(judge="r1", request_id="q", candidate_id="a", label="accept"),
+    ...       Vote(judge="r2", request_id="q", candidate_id="a", label="accept"))
+    >>> b = Ballot(request_id="q", subject="a", labels=("accept", "reject"), votes=vs)
+    >>> Weighted(weights={"gpt": 3.0}).aggregate(b).label
+    'reject'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from consensus.types import Ballot, Decision
+from strategies.base import TieRule, decide_by_support
+
+
+@dataclass(frozen=True)
+class Weighted:
+    """Sum of judge weights per label.
+
+    Attributes:
+        weights: Weight per judge name; judges not listed get ``default_weight``.
+        default_weight: Weight of an unlisted judge.
+        use_confidence: Multiply each weight by the vote's confidence (1 when absent).
+        tie_rule: How a tie is broken (default ``reject``).
+        seed: Seed for the ``random`` tie rule.
+    """
+
+    weights: Mapping[str, float] = field(default_factory=dict)
+    default_weight: float = 1.0
+    use_confidence: bool = False
+    tie_rule: TieRule = "reject"
+    seed: int = 0
+    name: str = "weighted"
+
+    def aggregate(self, ballot: Ballot) -> Decision:
+        support = dict.fromkeys(ballot.labels, 0.0)
+        for v in ballot.valid_votes:
+            w = self.weights.get(v.judge, self.default_weight)
+            if self.use_confidence and v.confidence is not None:
+                w *= v.confidence
+            support[v.label] += w  # type: ignore[index]
+        return decide_by_support(
+            ballot, support, strategy=self.name, tie_rule=self.tie_rule, seed=self.seed,
+            diagnostics={"support": support},
+        )
