@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from typing import Literal
 
@@ -50,6 +51,7 @@ class SimulatedJudgeSpec(JudgeSpecBase):
     confidence: float | None = Field(default=None, ge=0, le=1,
                                      description="Stated confidence (default: mean accuracy).")
     seed: int = Field(default=0, description="Seed of the judge's draws.")
+    delay_s: float = Field(default=0.0, ge=0, description="Simulated latency of each call.")
 
 
 def _uniform(*parts: object) -> float:
@@ -89,6 +91,8 @@ class SimulatedJudge:
         subject = subject_of(candidate)
         common = {"judge": self.name, "judge_version": self.version,
                   "request_id": request.id, "candidate_id": subject}
+        if self.spec.delay_s:
+            await asyncio.sleep(self.spec.delay_s)
         label = simulate_label(self.spec, request, subject)
         if label is None:
             return Vote.abstain(kind="recusal", reason="simulated abstention (or no gold)",

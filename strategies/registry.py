@@ -16,6 +16,8 @@ import importlib
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
+
 from consensus.errors import ConfigError
 from strategies.base import Strategy
 
@@ -81,6 +83,12 @@ def build_strategy(
         if k in fields and k not in params:
             params[k] = v
     try:
-        return cls(**params)
+        # Validates the dataclass fields' types (Literal options included), then constructs.
+        return TypeAdapter(cls).validate_python(params)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"{err['msg']}; got {err.get('input')!r}",
+                          field=f"strategy.{where}" if where else "strategy") from None
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"strategy {name!r}: {exc}", field="strategy") from None
