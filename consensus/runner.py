@@ -2,7 +2,7 @@
 
 Every decision is written to the SQLite store and to ``decisions.jsonl`` as soon as it is made
 (one transaction each), so an interrupted run keeps what it decided. At the end the run writes
-``summary.json``, ``decisions.csv`` and ``votes.csv`` (see :mod:`consensus.reports.files`).
+``summary.json``, ``decisions.csv``, ``votes.csv`` and ``report.html`` (see :mod:`consensus.reports.files`).
 
 Example (needs Ray)::
 
@@ -32,6 +32,7 @@ from consensus.reports.files import (
     write_summary,
     write_votes_csv,
 )
+from consensus.reports.html import write_report
 from consensus.scenario import Scenario
 from consensus.store import Store
 from consensus.types import Outcome, Request, RunSummary
@@ -113,6 +114,7 @@ def run_scenario(
     write_summary(out_dir / "summary.json", summary)
     write_decisions_csv(out_dir / "decisions.csv", outcomes)
     write_votes_csv(out_dir / "votes.csv", outcomes)
+    write_report(out_dir / "report.html", summary, outcomes, scenario.requests)
     log.info("run_done", accuracy=summary.accuracy, wall_time_s=round(summary.wall_time_s, 2))
     return RunResult(run_id, out_dir, summary, outcomes)
 

@@ -48,7 +48,7 @@ def run(
         return
     show_summary(Console(), result.summary)
     Console().print(f"[dim]wrote {out_dir}/summary.json, decisions.jsonl, decisions.csv, "
-                    f"votes.csv (run {result.run_id})[/dim]")
+                    f"votes.csv, report.html (run {result.run_id})[/dim]")
 
 
 def _fmt(x: object) -> str:
