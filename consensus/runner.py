@@ -25,6 +25,7 @@ import ray
 import structlog
 
 from consensus.coordinator import Coordinator, Panel
+from consensus.experiments import Polled
 from consensus.metrics import summarize
 from consensus.reports.files import (
     DecisionLog,
@@ -35,7 +36,7 @@ from consensus.reports.files import (
 from consensus.reports.html import write_report
 from consensus.scenario import Scenario
 from consensus.store import Store
-from consensus.types import Outcome, Request, RunSummary
+from consensus.types import Outcome, Request, RunSummary, Vote
 
 log = structlog.get_logger("consensus.runner")
 
@@ -117,6 +118,42 @@ def run_scenario(
     write_report(out_dir / "report.html", summary, outcomes, scenario.requests)
     log.info("run_done", accuracy=summary.accuracy, wall_time_s=round(summary.wall_time_s, 2))
     return RunResult(run_id, out_dir, summary, outcomes)
+
+
+def poll_scenario(
+    scenario: Scenario,
+    *,
+    address: str | None = None,
+    on_progress: Callable[[Request], None] | None = None,
+    concurrency: int | None = None,
+) -> Polled:
+    """Collect the panel's votes on every request, without deciding (for experiments)."""
+    ensure_ray(address)
+    panel = Panel.start(scenario.judges, scenario.base_dir)
+    sem = asyncio.Semaphore(concurrency or scenario.file.concurrency)
+    latency: dict[str, float] = {}
+
+    async def one(req: Request) -> tuple[Vote, ...]:
+        async with sem:
+            start = time.perf_counter()
+            votes = await panel.poll(req)
+            latency[req.id] = time.perf_counter() - start
+            if on_progress:
+                on_progress(req)
+            return votes
+
+    async def all_votes() -> list[tuple[Vote, ...]]:
+        return await asyncio.gather(*(one(r) for r in scenario.requests))
+
+    try:
+        votes = asyncio.run(all_votes())
+    finally:
+        panel.shutdown()
+    return Polled(
+        scenario=scenario.name, requests=scenario.requests,
+        votes={r.id: v for r, v in zip(scenario.requests, votes, strict=True)},
+        latency_s=latency, panel_size=panel.size, judges=tuple(s.name for s in panel.specs),
+    )
 
 
 def summary_rows(summary: RunSummary) -> list[tuple[str, Any]]:

@@ -25,9 +25,10 @@ app = typer.Typer(
 
 def _register() -> None:
     # Explicit, not by import side effect: each module exposes a plain function.
-    from consensus.cli import info, run, validate
+    from consensus.cli import compare, info, run, validate
 
     app.command("run")(run.run)
+    app.command("compare")(compare.compare)
     app.command("validate")(validate.validate)
     app.command("strategies")(info.strategies)
     app.command("judges")(info.judges)

@@ -1,0 +1,250 @@
+"""A/B experiments: strategies (or whole scenarios) side by side on the same votes.
+
+The panel is polled once per scenario; strategies are pure, so each contender re-decides the
+recorded votes. Contenders that learn from gold are scored honestly: over ``splits`` random
+splits, gold is visible on a ``gold_fraction`` of the requests and every contender is scored on
+the rest. Each request's paired prediction comes from the first split that held it out, so every
+figure below is computed on predictions made without that request's gold:
+
+* accuracy with a bootstrap 95% interval (``scipy.stats.bootstrap``), balanced accuracy,
+  block precision/recall (``reject`` is the positive class; an undecided ballot counts as
+  blocked, as the default policy fails closed), Brier score and expected calibration error
+  (10 equal-width bins), the mean and spread of accuracy across splits;
+* request-level safety figures (intervention rate, over-refusal rate, safety score) and cost;
+* an exact McNemar test (``scipy.stats.binomtest`` on the discordant pairs) of every contender
+  against the first one, on the ballots both scored.
+
+Example:
+    >>> mcnemar_exact([True, True, False, True], [False, False, False, True])
+    0.5
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import stats as sps
+
+from consensus.coordinator import Coordinator, ballots_of
+from consensus.metrics import summarize
+from consensus.policy import Policy
+from consensus.types import ACCEPT, REJECT, Ballot, Decision, Outcome, Request, RunSummary, Vote
+from strategies.base import Strategy
+
+N_BINS = 10
+
+
+@dataclass(frozen=True)
+class Polled:
+    """A panel's votes on a scenario, ready to be re-decided by any strategy."""
+
+    scenario: str
+    requests: tuple[Request, ...]
+    votes: dict[str, tuple[Vote, ...]]
+    latency_s: dict[str, float]
+    panel_size: int
+    judges: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Contender:
+    """One side of a comparison: a strategy (and policy) applied to a polled scenario."""
+
+    label: str
+    polled: Polled
+    strategy: Strategy
+    policy: Policy = field(default_factory=Policy)
+
+    @property
+    def learns(self) -> bool:
+        return hasattr(self.strategy, "fit")
+
+
+@dataclass
+class Result:
+    """The figures of one contender."""
+
+    label: str
+    summary: RunSummary
+    n_scored: int
+    accuracy: float | None
+    accuracy_ci: tuple[float, float] | None
+    balanced_accuracy: float | None
+    block_precision: float | None
+    block_recall: float | None
+    brier: float | None
+    ece: float | None
+    split_accuracy_mean: float | None
+    split_accuracy_sd: float | None
+    mcnemar_p: float | None = None
+    fitted: dict[str, Any] = field(default_factory=dict)
+    correct: dict[tuple[str, str], bool] = field(default_factory=dict, repr=False)
+
+    def row(self) -> dict[str, Any]:
+        """Flat figures for tables, CSV and JSON."""
+        s = self.summary
+        ci = self.accuracy_ci or (None, None)
+        return {
+            "contender": self.label, "strategy": s.strategy, "scenario": s.scenario,
+            "n_scored": self.n_scored, "accuracy": self.accuracy, "accuracy_ci_low": ci[0],
+            "accuracy_ci_high": ci[1], "balanced_accuracy": self.balanced_accuracy,
+            "block_precision": self.block_precision, "block_recall": self.block_recall,
+            "over_refusal_rate": s.over_refusal_rate, "intervention_rate": s.intervention_rate,
+            "safety_score": s.safety_score, "no_consensus_rate": s.no_consensus_rate,
+            "brier": self.brier, "ece": self.ece, "split_accuracy_mean": self.split_accuracy_mean,
+            "split_accuracy_sd": self.split_accuracy_sd, "fleiss_kappa": s.fleiss_kappa,
+            "krippendorff_alpha": s.krippendorff_alpha, "cost_usd": s.cost_usd,
+            "mcnemar_p_vs_first": self.mcnemar_p,
+        }
+
+
+class _Size:
+    def __init__(self, n: int):
+        self.size = n
+
+
+def mcnemar_exact(a: Sequence[bool], b: Sequence[bool]) -> float:
+    """Two-sided exact McNemar p-value of paired correctness vectors (1.0: no discordance)."""
+    x, y = np.asarray(a, bool), np.asarray(b, bool)
+    n01, n10 = int(np.sum(x & ~y)), int(np.sum(~x & y))
+    if n01 + n10 == 0:
+        return 1.0
+    return float(sps.binomtest(min(n01, n10), n01 + n10, 0.5).pvalue)
+
+
+def _mask_gold(ballots: list[Ballot], visible: set[str]) -> list[Ballot]:
+    return [b if b.request_id in visible else b.model_copy(update={"gold": None}) for b in ballots]
+
+
+def _decide(
+    c: Contender, visible: set[str], targets: Sequence[Request]
+) -> tuple[dict[str, Outcome], Strategy]:
+    """Outcomes of ``targets`` under contender ``c`` with gold visible on ``visible`` only."""
+    strategy = c.strategy
+    polled = c.polled
+    if c.learns:
+        all_ballots = [b for r in polled.requests for b in ballots_of(r, polled.votes[r.id])]
+        strategy = strategy.fit(_mask_gold(all_ballots, visible))  # type: ignore[attr-defined]
+    coord = Coordinator(_Size(polled.panel_size), strategy, c.policy)
+    outs = {r.id: coord.conclude(r, polled.votes[r.id], polled.latency_s[r.id]) for r in targets}
+    return outs, strategy
+
+
+def compare(
+    contenders: Sequence[Contender], *, gold_fraction: float = 0.2, splits: int = 10,
+    seed: int = 0,
+) -> list[Result]:
+    """Score every contender (see the module docstring); the first is the McNemar baseline."""
+    has_gold = any(r.gold for c in contenders for r in c.polled.requests)
+    learning = has_gold and any(c.learns for c in contenders) and gold_fraction > 0
+    n_splits = splits if learning else 1
+    per: list[dict[str, Outcome]] = [{} for _ in contenders]
+    split_acc: list[list[float]] = [[] for _ in contenders]
+    fitted: list[Strategy] = [c.strategy for c in contenders]
+    for k in range(n_splits):
+        for i, c in enumerate(contenders):
+            ids = [r.id for r in c.polled.requests]
+            n_gold = int(round(gold_fraction * len(ids))) if learning else 0
+            # The permutation depends on (seed, split) only: contenders over the same requests
+            # see the same gold in the same split, so their predictions pair up.
+            perm = np.random.default_rng((seed, k)).permutation(len(ids))
+            visible = {ids[j] for j in perm[:n_gold]}
+            held = [r for r in c.polled.requests if r.id not in visible]
+            outs, fitted[i] = _decide(c, visible, held)
+            split_acc[i].append(_accuracy_of(held, outs))
+            for rid, o in outs.items():
+                per[i].setdefault(rid, o)
+    results = [_result(c, per[i], split_acc[i], fitted[i]) for i, c in enumerate(contenders)]
+    base = results[0]
+    for r in results[1:]:
+        common = sorted(set(base.correct) & set(r.correct))
+        if common:
+            r.mcnemar_p = mcnemar_exact([base.correct[k] for k in common],
+                                        [r.correct[k] for k in common])
+    return results
+
+
+def _accuracy_of(reqs: Sequence[Request], outs: dict[str, Outcome]) -> float:
+    hits = [d.label == r.gold[d.subject] for r in reqs if r.gold
+            for d in outs[r.id].decisions if d.subject in r.gold]
+    return float(np.mean(hits)) if hits else float("nan")
+
+
+def _result(
+    c: Contender, outs: dict[str, Outcome], split_acc: list[float], fitted_strategy: Strategy
+) -> Result:
+    reqs = [r for r in c.polled.requests if r.id in outs]
+    outcomes = [outs[r.id] for r in reqs]
+    summary = summarize(scenario=c.polled.scenario, strategy=c.strategy.name, run_id=c.label,
+                        requests=reqs, outcomes=outcomes, judges=c.polled.judges)
+    scored: list[tuple[Decision, str]] = [
+        (d, r.gold[d.subject]) for r in reqs if r.gold for d in outs[r.id].decisions
+        if d.subject in r.gold
+    ]
+    correct = {(d.request_id, d.subject): d.label == g for d, g in scored}
+    hits = np.array(list(correct.values()), dtype=float)
+    acc = float(hits.mean()) if len(hits) else None
+    ci = None
+    if len(hits) > 1 and 0 < hits.sum() < len(hits):
+        res = sps.bootstrap((hits,), np.mean, confidence_level=0.95, n_resamples=2000,
+                            method="percentile", random_state=0)
+        ci = (float(res.confidence_interval.low), float(res.confidence_interval.high))
+    elif len(hits):
+        ci = (acc, acc)  # type: ignore[assignment]
+    finite = [a for a in split_acc if np.isfinite(a)]
+    # Learned attributes (crowd-kit convention: trailing underscore) of the last fit.
+    fitted = {k: v for k, v in vars(fitted_strategy).items()
+              if k.endswith("_") and not k.startswith("_")} \
+        if hasattr(fitted_strategy, "__dict__") else {}
+    return Result(
+        label=c.label, summary=summary, n_scored=len(hits), accuracy=acc, accuracy_ci=ci,
+        balanced_accuracy=_balanced(scored), block_precision=_block(scored, "precision"),
+        block_recall=_block(scored, "recall"), brier=_brier(scored), ece=_ece(scored),
+        split_accuracy_mean=float(np.mean(finite)) if finite else None,
+        split_accuracy_sd=float(np.std(finite)) if len(finite) > 1 else None,
+        fitted=fitted, correct=correct,
+    )
+
+
+def _balanced(scored: list[tuple[Decision, str]]) -> float | None:
+    classes = sorted({g for _, g in scored})
+    recalls = [np.mean([d.label == g for d, g in scored if g == k]) for k in classes]
+    return float(np.mean(recalls)) if recalls else None
+
+
+def _block(scored: list[tuple[Decision, str]], which: str) -> float | None:
+    verdicts = [(d.label != ACCEPT, g == REJECT) for d, g in scored if g in (ACCEPT, REJECT)]
+    if not verdicts:
+        return None
+    tp = sum(p and t for p, t in verdicts)
+    denom = sum(p for p, _ in verdicts) if which == "precision" else sum(t for _, t in verdicts)
+    return tp / denom if denom else None
+
+
+def _p_gold(d: Decision, gold: str) -> float:
+    if d.probabilities:
+        return float(d.probabilities.get(gold, 0.0))
+    return 0.5
+
+
+def _brier(scored: list[tuple[Decision, str]]) -> float | None:
+    return float(np.mean([(1.0 - _p_gold(d, g)) ** 2 for d, g in scored])) if scored else None
+
+
+def _ece(scored: list[tuple[Decision, str]]) -> float | None:
+    pairs = [(d.probability, d.label == g) for d, g in scored
+             if d.label is not None and d.probability is not None]
+    if not pairs:
+        return None
+    conf = np.array([p for p, _ in pairs])
+    hit = np.array([h for _, h in pairs], dtype=float)
+    bins = np.minimum((conf * N_BINS).astype(int), N_BINS - 1)
+    ece = 0.0
+    for b in range(N_BINS):
+        m = bins == b
+        if m.any():
+            ece += m.mean() * abs(hit[m].mean() - conf[m].mean())
+    return float(ece)
