@@ -25,10 +25,11 @@ app = typer.Typer(
 
 def _register() -> None:
     # Explicit, not by import side effect: each module exposes a plain function.
-    from consensus.cli import compare, info, run, validate
+    from consensus.cli import compare, info, run, tune, validate
 
     app.command("run")(run.run)
     app.command("compare")(compare.compare)
+    app.command("tune")(tune.tune)
     app.command("validate")(validate.validate)
     app.command("strategies")(info.strategies)
     app.command("judges")(info.judges)
