@@ -46,6 +46,7 @@ _TEMPLATE = """<!doctype html>
  .a-accept { background: var(--ok); } .a-block { background: var(--bad); }
  .a-flag, .a-revise, .a-regenerate { background: var(--mid); color: var(--ink); }
  .a-escalate { background: #6d28d9; }
+ table.heat { width: auto; }
  .heat td { width: 26px; height: 22px; padding: 0; text-align: center; font-size: 10px; border: 1px solid white; }
  details { margin: 2px 0; } pre { white-space: pre-wrap; margin: 4px 0; font-size: 12px; }
  .mute { color: var(--mute); }
