@@ -82,7 +82,11 @@ def test_unknown_replay_judge_is_named(tmp_path):
 
 def test_json_schema_covers_judge_kinds():
     schema = scenario_json_schema()
-    kinds = {s["properties"]["kind"]["default"] for s in schema["properties"]["panel"]["items"]["anyOf"]}
+    kinds = set()
+    for s in schema["properties"]["panel"]["items"]["anyOf"]:
+        if "$ref" in s:  # self-referencing specs (simulated judges copy other judges)
+            s = s["$defs"][s["$ref"].rsplit("/", 1)[1]]
+        kinds.add(s["properties"]["kind"]["default"])
     assert kinds == {"rules", "classifier", "llm", "replay", "simulated"}
 
 

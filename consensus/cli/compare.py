@@ -11,16 +11,18 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from consensus.experiments import Contender, Result, compare as run_compare
 from consensus.log import configure_logging
 from consensus.scenario import load_scenario
+
+if TYPE_CHECKING:
+    from consensus.experiments import Contender, Result
 
 
 def compare(
@@ -40,6 +42,8 @@ def compare(
 ) -> None:
     """Compare strategies (paired, on the same votes) or scenarios (paired by request id)."""
     configure_logging(log_level)
+    from consensus.experiments import Contender
+    from consensus.experiments import compare as run_compare
     from consensus.runner import poll_scenario
     from strategies.registry import strategy_table
 
