@@ -178,10 +178,12 @@ class Coordinator:
         return d if d.agreement is not None else d.model_copy(update={"agreement": agreement})
 
     def conclude(self, request: Request, votes: Sequence[Vote], latency_s: float) -> Outcome:
-        """Turn one request's votes into an outcome (pure; no I/O)."""
+        """Turn one request's votes into an outcome (no I/O but one debug log line)."""
         decisions = tuple(self.aggregate(b) for b in ballots_of(request, votes))
         action, cid, text, reason = self.policy.decide_action(request, decisions, votes)
         cost = sum(v.cost_usd for v in votes if v.cost_usd)
+        log.debug("decided", request_id=request.id, action=action, latency_s=round(latency_s, 4),
+                  abstained=sum(v.abstained for v in votes))
         return Outcome(
             request_id=request.id, action=action, accepted_candidate=cid, output=text,
             reason=reason, decisions=decisions, votes=tuple(votes), latency_s=latency_s,
@@ -192,10 +194,7 @@ class Coordinator:
         """Poll the panel and conclude one request."""
         start = time.perf_counter()
         votes = await self.panel.poll(request)
-        outcome = self.conclude(request, votes, time.perf_counter() - start)
-        log.debug("decided", request_id=request.id, action=outcome.action,
-                  latency_s=round(outcome.latency_s, 4))
-        return outcome
+        return self.conclude(request, votes, time.perf_counter() - start)
 
     async def run(
         self,
