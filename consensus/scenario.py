@@ -35,11 +35,40 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from consensus.errors import ConfigError
 from consensus.policy import Policy
-from consensus.types import Request
+from consensus.types import Candidate, Request
 from judges.base import JudgeSpecBase
 from judges.registry import config_error_from, judge_kinds, parse_judge_spec
+from judges.simulated import BayesOracle, SimulatedJudgeSpec, resolve_correlations
 from strategies.base import Strategy
 from strategies.registry import build_strategy
+
+
+class SimulatedDataset(BaseModel):
+    """Requests generated for simulated panels: gold labels drawn from a prior.
+
+    Example:
+        >>> len(SimulatedDataset(n_items=3).generate())
+        3
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    n_items: int = Field(ge=1, description="Number of requests.")
+    prior: dict[str, float] = Field(default_factory=lambda: {"accept": 0.5, "reject": 0.5},
+                                    description="P(gold label): accept / reject.")
+    seed: int = Field(default=0, description="Seed of the gold draws.")
+
+    def generate(self) -> tuple[Request, ...]:
+        """The requests, one candidate each, gold drawn from the prior."""
+        import numpy as np
+
+        labels = sorted(self.prior)
+        p = np.array([self.prior[k] for k in labels], dtype=float)
+        gold = np.random.default_rng(self.seed).choice(len(labels), size=self.n_items, p=p / p.sum())
+        return tuple(Request(id=f"sim-{i}", prompt=f"simulated item {i}",
+                             candidates=(Candidate(id="a", text=""),), gold={"a": labels[g]},
+                             category="simulated")
+                     for i, g in enumerate(gold))
 
 
 class DatasetSpec(BaseModel):
@@ -52,7 +81,10 @@ class DatasetSpec(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    path: str = Field(description="JSONL of requests, relative to the scenario file.")
+    path: str | None = Field(default=None,
+                             description="JSONL of requests, relative to the scenario file.")
+    simulate: SimulatedDataset | None = Field(
+        default=None, description="Generate requests with gold labels instead (simulated panels).")
     limit: int | None = Field(default=None, ge=1, description="Use only the first N requests.")
     categories: tuple[str, ...] | None = Field(
         default=None, description="Keep only requests of these categories."
@@ -105,6 +137,15 @@ class Scenario:
     def base_dir(self) -> Path:
         return self.source.parent
 
+    def oracle(self) -> BayesOracle | None:
+        """The Bayes-optimal strategy when the panel and the data are simulated, else None."""
+        ds = self.file.dataset
+        if isinstance(ds, str) or ds.simulate is None:
+            return None
+        if not all(isinstance(j, SimulatedJudgeSpec) for j in self.judges):
+            return None
+        return BayesOracle({j.name: j for j in self.judges}, ds.simulate.prior)  # type: ignore[misc]
+
     def with_strategy(self, spec: str | dict[str, Any]) -> Scenario:
         """The same scenario with another strategy."""
         return Scenario(self.source, self.file, self.judges, self.requests,
@@ -140,6 +181,10 @@ def load_scenario(path: str | Path, *, strategy: str | dict[str, Any] | None = N
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ConfigError(f"duplicate judge name(s) {dupes}", source=src, field="panel")
+    try:
+        judges = tuple(resolve_correlations(judges))
+    except ValueError as exc:
+        raise ConfigError(str(exc), source=src, field="panel") from None
     if not judges:
         raise ConfigError("a panel needs at least one judge", source=src, field="panel")
     built = _strategy(strategy if strategy is not None else doc.strategy, judges, src)
@@ -196,6 +241,10 @@ def _strategy(spec: str | dict[str, Any], judges: tuple[JudgeSpecBase, ...], src
 def load_requests(base_dir: Path, dataset: str | DatasetSpec, src: str) -> tuple[Request, ...]:
     """Read the JSONL dataset; a bad line names the file, the line and the field."""
     ds = DatasetSpec(path=dataset) if isinstance(dataset, str) else dataset
+    if ds.simulate is not None:
+        return ds.simulate.generate()[: ds.limit]
+    if ds.path is None:
+        raise ConfigError("a dataset needs a path or simulate", source=src, field="dataset")
     p = Path(ds.path)
     p = p if p.is_absolute() else base_dir / p
     if not p.exists():

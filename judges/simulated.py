@@ -1,11 +1,18 @@
 """Simulated judges: seeded synthetic voters with known competence, bias and correlation.
 
-A simulated judge knows the gold label of each subject and answers correctly with probability
-``accuracy[gold]`` (per class; ``default_accuracy`` otherwise), wrongly otherwise (uniformly among
-the other labels, or always ``bias_label``). With probability ``copy_prob`` it instead copies the
-vote of the judge named in ``correlated_with`` (a correlated group). ``abstain_rate`` makes it
-abstain. Every draw is a pure function of (seed, judge, request, subject), so results do not depend
-on call order or on which actor hosts the judge. Subjects without gold get an abstention.
+The generative model, per judge ``j`` and subject with gold label ``y``:
+
+1. with probability ``abstain_rate`` the judge abstains;
+2. else, with probability ``copy_prob``, it copies the vote of the judge named in
+   ``correlated_with`` (a correlated group; the copied vote may be an abstention);
+3. else it is right with probability ``accuracy[y]`` (``default_accuracy`` for unlisted labels);
+   when wrong it says ``bias_label`` if set, else a label drawn uniformly among the other ones.
+
+Every draw is a pure function of (seed, judge, request, subject), so results do not depend on call
+order or on which actor hosts the judge. Because the model is known, :func:`panel_posterior`
+computes the exact Bayes posterior of the gold label given a panel's votes, and
+:class:`BayesOracle` is the Bayes-optimal aggregation: the ceiling any strategy can reach on a
+simulated panel. Subjects without gold get an abstention.
 
 Example:
     >>> import asyncio
@@ -21,16 +28,22 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Literal
 
 from pydantic import Field
 
-from consensus.types import Candidate, Request, Vote
+from consensus.types import Ballot, Candidate, Decision, Request, Vote
 from judges.base import JudgeSpecBase, subject_of
 
 
 class SimulatedJudgeSpec(JudgeSpecBase):
     """A synthetic judge.
+
+    In YAML ``correlated_with`` names another judge of the panel; the scenario loader replaces
+    the name by that judge's spec, so the host can replay the copied vote exactly.
 
     Example:
         >>> SimulatedJudgeSpec(name="s", accuracy={"reject": 0.9}).default_accuracy
@@ -43,8 +56,8 @@ class SimulatedJudgeSpec(JudgeSpecBase):
     default_accuracy: float = Field(default=0.8, ge=0, le=1,
                                     description="P(correct) for labels not in `accuracy`.")
     bias_label: str | None = Field(default=None, description="Label chosen when wrong.")
-    correlated_with: "SimulatedJudgeSpec | None" = Field(
-        default=None, description="Spec of the judge whose vote this one copies sometimes.")
+    correlated_with: str | SimulatedJudgeSpec | None = Field(
+        default=None, description="Judge (name in the panel) whose vote this one copies sometimes.")
     copy_prob: float = Field(default=0.0, ge=0, le=1,
                              description="P(copy the correlated judge's vote).")
     abstain_rate: float = Field(default=0.0, ge=0, le=1, description="P(abstain).")
@@ -52,6 +65,18 @@ class SimulatedJudgeSpec(JudgeSpecBase):
                                      description="Stated confidence (default: mean accuracy).")
     seed: int = Field(default=0, description="Seed of the judge's draws.")
     delay_s: float = Field(default=0.0, ge=0, description="Simulated latency of each call.")
+
+    def p_vote(self, vote: str | None, gold: str, labels: Sequence[str]) -> float:
+        """P(independent draw = ``vote`` | gold), abstention and copying aside."""
+        acc = self.accuracy.get(gold, self.default_accuracy)
+        if vote == gold:
+            return acc
+        if vote is None or vote not in labels:
+            return 0.0
+        others = [lab for lab in labels if lab != gold]
+        if self.bias_label in others:
+            return (1.0 - acc) if vote == self.bias_label else 0.0
+        return (1.0 - acc) / len(others)
 
 
 def _uniform(*parts: object) -> float:
@@ -68,8 +93,9 @@ def simulate_label(spec: SimulatedJudgeSpec, request: Request, subject: str) -> 
     key = (spec.seed, spec.name, request.id, subject)
     if spec.abstain_rate and _uniform(*key, "abstain") < spec.abstain_rate:
         return None
-    if spec.correlated_with is not None and _uniform(*key, "copy") < spec.copy_prob:
-        return simulate_label(spec.correlated_with, request, subject)
+    parent = spec.correlated_with
+    if isinstance(parent, SimulatedJudgeSpec) and _uniform(*key, "copy") < spec.copy_prob:
+        return simulate_label(parent, request, subject)
     acc = spec.accuracy.get(gold, spec.default_accuracy)
     if _uniform(*key, "correct") < acc:
         return gold
@@ -103,3 +129,88 @@ class SimulatedJudge:
             accs = list(self.spec.accuracy.values()) or [self.spec.default_accuracy]
             conf = sum(accs) / len(accs)
         return Vote(label=label, confidence=conf, **common)
+
+
+def panel_posterior(
+    specs: Mapping[str, SimulatedJudgeSpec],
+    votes: Mapping[str, str | None],
+    labels: Sequence[str],
+    prior: Mapping[str, float],
+) -> dict[str, float]:
+    """Exact P(gold = y | the panel's votes) under the simulation model.
+
+    ``votes`` maps every judge of ``specs`` to its label (None = abstained). A copying judge's
+    likelihood conditions on its parent's observed vote, so the parent must be in the panel.
+
+    Example:
+        >>> s = {"a": SimulatedJudgeSpec(name="a", default_accuracy=0.9)}
+        >>> round(panel_posterior(s, {"a": "reject"}, ("accept", "reject"),
+        ...                       {"accept": 0.5, "reject": 0.5})["reject"], 3)
+        0.9
+    """
+    logp = {}
+    for y in labels:
+        lp = math.log(max(prior.get(y, 0.0), 1e-300))
+        for name, spec in specs.items():
+            v = votes.get(name)
+            p_own = (1.0 - spec.abstain_rate) * spec.p_vote(v, y, labels)
+            parent = spec.correlated_with
+            if isinstance(parent, SimulatedJudgeSpec) and spec.copy_prob:
+                copied = float(votes.get(parent.name) == v)
+                p_own = (1.0 - spec.abstain_rate) * (
+                    spec.copy_prob * copied + (1.0 - spec.copy_prob) * spec.p_vote(v, y, labels))
+            p = p_own + (spec.abstain_rate if v is None else 0.0)
+            lp += math.log(max(p, 1e-300))
+        logp[y] = lp
+    top = max(logp.values())
+    z = sum(math.exp(v - top) for v in logp.values())
+    return {y: math.exp(v - top) / z for y, v in logp.items()}
+
+
+@dataclass(frozen=True)
+class BayesOracle:
+    """The Bayes-optimal strategy for a simulated panel, from the true simulation parameters.
+
+    Not a registered strategy: it needs the parameters a real panel never reveals.
+    ``consensus compare`` adds it to simulated scenarios as the ceiling.
+    """
+
+    specs: Mapping[str, SimulatedJudgeSpec]
+    prior: Mapping[str, float]
+    name: str = "bayes_optimal"
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def aggregate(self, ballot: Ballot) -> Decision:
+        from strategies.base import decide_by_support
+
+        votes = {v.judge: v.label for v in ballot.votes}
+        post = panel_posterior(self.specs, votes, ballot.labels, self.prior)
+        return decide_by_support(ballot, post, strategy=self.name, tie_rule="first",
+                                 min_valid=0, diagnostics={"posterior": post})
+
+
+def resolve_correlations(specs: Sequence[JudgeSpecBase]) -> list[JudgeSpecBase]:
+    """Replace ``correlated_with`` names by the named judges' specs (parents first).
+
+    Raises:
+        ValueError: an unknown name, a non-simulated parent, or a cycle.
+    """
+    by_name = {s.name: s for s in specs}
+    resolved: dict[str, JudgeSpecBase] = {}
+
+    def resolve(name: str, trail: tuple[str, ...]) -> JudgeSpecBase:
+        if name in resolved:
+            return resolved[name]
+        spec = by_name[name]
+        parent = getattr(spec, "correlated_with", None)
+        if isinstance(parent, str):
+            if parent in trail:
+                raise ValueError(f"correlation cycle: {' -> '.join((*trail, parent))}")
+            if parent not in by_name or not isinstance(by_name[parent], SimulatedJudgeSpec):
+                raise ValueError(f"judge {name!r} copies {parent!r}, which is not a simulated "
+                                 f"judge of the panel")
+            spec = spec.model_copy(update={"correlated_with": resolve(parent, (*trail, name))})
+        resolved[name] = spec
+        return spec
+
+    return [resolve(s.name, ()) for s in specs]

@@ -63,6 +63,10 @@ def compare(
         for v in variants:
             label = v.strategy.name if len(loaded) == 1 else f"{sc.name}:{v.strategy.name}"
             contenders.append(Contender(label, polled, v.strategy, sc.file.policy))
+        oracle = sc.oracle()
+        if oracle is not None:  # simulated panel: the Bayes-optimal ceiling, from the truth
+            label = oracle.name if len(loaded) == 1 else f"{sc.name}:{oracle.name}"
+            contenders.append(Contender(label, polled, oracle, sc.file.policy))
     results = run_compare(contenders, gold_fraction=gold_fraction, splits=splits, seed=seed)
     rows = [r.row() for r in results]
     out_dir = out or Path("out") / f"compare-{'-vs-'.join(s.name for s in loaded)}"
