@@ -1,0 +1,475 @@
+"""Constitutions: principles with severities, interventions and rule checks, loaded strictly.
+
+A constitution is a YAML list of principles. Each has an ``id``, a ``text`` (what LLM judges read),
+a ``severity``, an ``intervention`` (what the policy does when it is violated), a ``scope`` (the
+``input`` prompt or the ``output`` candidate) and ``checks`` that the rules judge runs. Checks are
+a union discriminated by ``type``: ``regex``, ``keywords``, ``length``, ``pii``, ``refusal``.
+
+Short forms are accepted for checks: ``{keywords: [a, b]}`` is
+``{type: keywords, phrases: [a, b]}``; likewise ``{regex: PAT}``, ``{pii: [email]}``,
+``{length: 4000}`` (max_chars), ``{refusal: true}``, and the bare strings ``pii`` and ``refusal``.
+Other keys may sit next to a short form (``{regex: PAT, flags: [], unless: [...]}``).
+
+.. code-block:: yaml
+
+    name: house rules
+    principles:
+      - id: no-insults
+        text: Do not insult the user.
+        severity: high
+        intervention: regenerate
+        checks:
+          - keywords: [idiot, moron]       # leetspeak-aware: "1d10t", "m.o.r.o.n"
+      - id: no-card-numbers
+        text: Never reveal payment card numbers.
+        severity: critical
+        checks: [{pii: [credit_card]}]
+
+Loading errors are :class:`~consensus.errors.ConfigError` values that name the file, the field
+path (``principles.3.checks.0.pattern``), the principle id, the problem and the bad value.
+:func:`lint` warns about principles that match the same content but demand contradictory
+interventions. :func:`constitution_json_schema` publishes the schema for editors.
+
+Example:
+    >>> c = parse_constitution({"principles": [{"id": "p", "text": "No insults.",
+    ...     "severity": "high", "checks": [{"keywords": ["idiot"]}]}]})
+    >>> c.principles[0].checks[0].phrases
+    ('idiot',)
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+import yaml
+from pydantic import (
+    BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator,
+)
+
+from consensus.errors import ConfigError
+from consensus.types import Severity
+
+Intervention = Literal["block", "revise", "regenerate", "flag", "escalate"]
+Scope = Literal["input", "output"]
+RegexFlag = Literal["ignore_case", "multiline", "dotall", "verbose"]
+PiiDetector = Literal["email", "phone", "credit_card", "iban", "api_key"]
+
+SEVERITY_RANK: dict[str, int] = {"low": 0, "medium": 1, "high": 2, "critical": 3}
+"""Order of severities (higher is worse)."""
+PII_DETECTORS: tuple[PiiDetector, ...] = ("email", "phone", "credit_card", "iban", "api_key")
+REGEX_FLAGS: dict[str, re.RegexFlag] = {
+    "ignore_case": re.IGNORECASE, "multiline": re.MULTILINE,
+    "dotall": re.DOTALL, "verbose": re.VERBOSE,
+}
+LEET_EQUIVALENTS: dict[str, str] = {
+    "a": "4@", "b": "8", "e": "3", "g": "9", "i": "1!|", "l": "1|",
+    "o": "0", "s": "5$", "t": "7+", "z": "2",
+}
+"""Characters a keyword letter also matches (leetspeak). Case is ignored as well."""
+KEYWORD_SEPARATORS = " .-_*~"
+"""Characters tolerated between the letters of a keyword, e.g. ``k.i.l.l`` or ``k i l l``."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _compile_check(pattern: str, flags: int = 0) -> str:
+    try:
+        re.compile(pattern, flags)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression ({exc})") from None
+    return pattern
+
+
+class _CheckBase(_Frozen):
+    name: str | None = Field(default=None, description="Label shown in violation details.")
+
+
+class _Excepting(_CheckBase):
+    unless: tuple[str, ...] = Field(
+        default=(),
+        description="Allow-list regexes (case-insensitive): a hit overlapping a match is ignored, "
+        "e.g. 'kill (the|a) process'.",
+    )
+
+    @field_validator("unless")
+    @classmethod
+    def _valid_unless(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_compile_check(p, re.IGNORECASE) for p in v)
+
+
+class RegexCheck(_Excepting):
+    """A regular expression; every match is a hit.
+
+    Example:
+        >>> RegexCheck(pattern=r"DAN mode").flags
+        ('ignore_case',)
+    """
+
+    type: Literal["regex"] = "regex"
+    flags: tuple[RegexFlag, ...] = Field(default=("ignore_case",), description="re flags.")
+    pattern: str = Field(min_length=1, description="Python regular expression.")
+    redact: bool = Field(default=False, description="Mask the matched text in details.")
+
+    @field_validator("pattern")
+    @classmethod
+    def _valid(cls, v: str, info: ValidationInfo) -> str:
+        flags = 0
+        for f in info.data.get("flags", ()):
+            flags |= REGEX_FLAGS[f]
+        return _compile_check(v, flags)
+
+    def compiled_flags(self) -> int:
+        """The ``re`` flags of this check."""
+        out = 0
+        for f in self.flags:
+            out |= REGEX_FLAGS[f]
+        return out
+
+
+class KeywordsCheck(_Excepting):
+    """Phrases matched case- and leetspeak-insensitively, as whole words.
+
+    Normalised: letter case; the leetspeak digits and symbols of :data:`LEET_EQUIVALENTS`
+    (``0``→o, ``1``→i/l, ``3``→e, ``4``/``@``→a, ``5``/``$``→s, ``7``/``+``→t, ``8``→b, ``9``→g,
+    ``2``→z, ``!``/``|``→i; ``i`` and ``l`` are one letter, as ``1`` and ``|`` stand for
+    either); a letter stretched by two or more (``stuuupid``, but ``looser`` is not ``loser``);
+    one separator from
+    :data:`KEYWORD_SEPARATORS` used consistently between the letters of a word (``k.i.l.l``,
+    ``k i l l``, but not ``ki ll``); any run of spaces or punctuation between the words of a
+    phrase; an optional plural ``s``. Not normalised: Unicode homoglyphs, inserted letters.
+    Matching runs on the original text, so spans index the original.
+
+    Example:
+        >>> KeywordsCheck(phrases=("idiot",)).type
+        'keywords'
+    """
+
+    type: Literal["keywords"] = "keywords"
+    phrases: tuple[str, ...] = Field(min_length=1, description="Words or phrases.")
+
+    @field_validator("phrases")
+    @classmethod
+    def _non_blank(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for p in v:
+            if not re.search(r"[A-Za-z0-9]", p):
+                raise ValueError(f"phrase {p!r} has no letter or digit")
+        return v
+
+
+class LengthCheck(_CheckBase):
+    """Bounds on the text length in characters.
+
+    Example:
+        >>> LengthCheck(max_chars=4000).min_chars is None
+        True
+    """
+
+    type: Literal["length"] = "length"
+    min_chars: int | None = Field(default=None, ge=0, description="Shorter is a violation.")
+    max_chars: int | None = Field(default=None, ge=1, description="Longer is a violation.")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Self:
+        if self.min_chars is None and self.max_chars is None:
+            raise ValueError("a length check needs min_chars or max_chars")
+        if self.min_chars is not None and self.max_chars is not None \
+                and self.min_chars > self.max_chars:
+            raise ValueError(f"min_chars {self.min_chars} > max_chars {self.max_chars}")
+        return self
+
+
+class PiiCheck(_Excepting):
+    """Personal data and secrets: validated detectors (Luhn for cards, mod-97 for IBANs).
+
+    ``api_key`` finds provider tokens (``sk-...``, ``AKIA...``, ``ghp_...``, ``xox?-...``,
+    ``AIza...``, private key blocks) and high-entropy values of ``key=``/``token:`` assignments.
+
+    Example:
+        >>> PiiCheck(detectors=("email",)).detectors
+        ('email',)
+    """
+
+    type: Literal["pii"] = "pii"
+    detectors: tuple[PiiDetector, ...] = Field(default=PII_DETECTORS, min_length=1,
+                                               description="Which detectors run.")
+
+
+DEFAULT_REFUSAL_PHRASES: tuple[str, ...] = (
+    r"I (?:can(?:no|')t|won't|will not|am not able to|'m not able to|am unable to|'m unable to)"
+    r" (?:help|assist|provide|do that|comply|share|give|write|answer|support)",
+    r"I must (?:decline|refuse)", r"I'm sorry, but I", r"I am sorry, but I",
+    r"(?:As an AI|as a language model)[^.]{0,40}\bI (?:can(?:no|')t|won't|don't)",
+    r"I(?:'d| would) rather not (?:help|answer|discuss)",
+)
+
+
+class RefusalCheck(_CheckBase):
+    """The response opens with a refusal (for over-refusal principles).
+
+    With ``only_if_prompt_clean`` (default) a refusal counts only when no input-scope principle
+    fired on the prompt: refusing a prompt the constitution flags as unsafe is not a violation.
+
+    Example:
+        >>> RefusalCheck().within_chars
+        300
+    """
+
+    type: Literal["refusal"] = "refusal"
+    phrases: tuple[str, ...] = Field(default=DEFAULT_REFUSAL_PHRASES,
+                                     description="Refusal regexes (case-insensitive).")
+    within_chars: int = Field(default=300, ge=1, description="Refusal must start this early.")
+    only_if_prompt_clean: bool = Field(default=True, description="See class docstring.")
+
+    @field_validator("phrases")
+    @classmethod
+    def _valid(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_compile_check(p, re.IGNORECASE) for p in v)
+
+
+Check = Annotated[RegexCheck | KeywordsCheck | LengthCheck | PiiCheck | RefusalCheck,
+                  Field(discriminator="type")]
+CHECK_TYPES: dict[str, str] = {"regex": "pattern", "keywords": "phrases", "pii": "detectors",
+                               "length": "max_chars", "refusal": ""}
+"""Check type -> the field its short form fills."""
+
+
+def expand_check(item: Any) -> Any:
+    """Turn a short-form check into its long form (other values pass through unchanged)."""
+    if isinstance(item, str) and item in ("pii", "refusal"):
+        return {"type": item}
+    if not isinstance(item, dict) or "type" in item:
+        return item
+    keys = [k for k in item if k in CHECK_TYPES]
+    if len(keys) != 1:
+        return item
+    kind = keys[0]
+    rest = {k: v for k, v in item.items() if k != kind}
+    value = item[kind]
+    if isinstance(value, dict):
+        return {"type": kind, **value, **rest}
+    if kind == "refusal":
+        return {"type": kind, **({"phrases": value} if isinstance(value, list) else {}), **rest}
+    return {"type": kind, CHECK_TYPES[kind]: value, **rest}
+
+
+class Principle(_Frozen):
+    """One principle of a constitution.
+
+    Example:
+        >>> Principle(id="no-pii", text="Do not leak personal data.", severity="high",
+        ...           checks=[{"pii": ["email"]}]).intervention
+        'block'
+    """
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$", description="Unique identifier.")
+    text: str = Field(min_length=1, description="The principle, as LLM judges read it.")
+    severity: Severity = Field(description="How bad a violation is.")
+    intervention: Intervention = Field(default="block", description="Policy action on violation.")
+    scope: Scope = Field(default="output", description="input: the prompt; output: the candidate.")
+    checks: tuple[Check, ...] = Field(default=(), description="Rule checks (rules judge).")
+
+    @field_validator("checks", mode="before")
+    @classmethod
+    def _short_forms(cls, v: Any) -> Any:
+        if isinstance(v, dict | str):
+            v = [v]
+        return [expand_check(c) for c in v] if isinstance(v, list | tuple) else v
+
+
+def _duplicate(ids: list[Any]) -> tuple[int, int] | None:
+    """(first index, duplicate index) of the first repeated id, or None."""
+    seen: dict[Any, int] = {}
+    for i, pid in enumerate(ids):
+        if pid in seen:
+            return seen[pid], i
+        seen[pid] = i
+    return None
+
+
+class Constitution(_Frozen):
+    """A named list of principles with unique ids.
+
+    Example:
+        >>> c = Constitution(principles=[Principle(id="p", text="t", severity="low")])
+        >>> c.principle("p").severity
+        'low'
+    """
+
+    name: str = Field(default="", description="Name shown in reports.")
+    description: str = Field(default="", description="What the constitution is for.")
+    version: str = Field(default="", description="Free version tag.")
+    principles: tuple[Principle, ...] = Field(min_length=1, description="The principles.")
+
+    @model_validator(mode="after")
+    def _unique(self) -> Self:
+        dup = _duplicate([p.id for p in self.principles])
+        if dup:
+            raise ValueError(f"duplicate principle id {self.principles[dup[1]].id!r}")
+        return self
+
+    def principle(self, principle_id: str) -> Principle:
+        """The principle with this id (KeyError if absent)."""
+        for p in self.principles:
+            if p.id == principle_id:
+                return p
+        raise KeyError(principle_id)
+
+
+def load_constitution(path: str | Path) -> Constitution:
+    """Load a constitution YAML file, or raise a ConfigError naming file, field and value."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("constitution file not found", source=str(path))
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{where}invalid YAML: {problem}", source=str(path)) from None
+    return parse_constitution(data, source=str(path))
+
+
+def parse_constitution(data: Any, *, source: str = "<constitution>") -> Constitution:
+    """Validate constitution data (a mapping, or a bare list of principles)."""
+    if isinstance(data, list):
+        data = {"principles": data}
+    if not isinstance(data, dict):
+        raise ConfigError("a constitution is a mapping with a 'principles' list; got "
+                          f"{type(data).__name__}", source=source)
+    raw = data.get("principles")
+    if isinstance(raw, list):
+        ids = [p.get("id") if isinstance(p, dict) and isinstance(p.get("id"), str) else i
+               for i, p in enumerate(raw)]  # non-ids get their unique index
+        dup = _duplicate(ids)
+        if dup:
+            first, second = dup
+            raise ConfigError(f"duplicate principle id (first at principles.{first}.id); "
+                              f"got {ids[second]!r}", source=source,
+                              field=f"principles.{second}.id")
+    try:
+        return Constitution.model_validate(data)
+    except ValidationError as exc:
+        raise _config_error(exc, data, source) from None
+
+
+def _config_error(exc: ValidationError, data: dict[str, Any], source: str) -> ConfigError:
+    errors = exc.errors()
+    # An invalid item also makes its container too short: report the item, not the container.
+    errors = [e for e in errors if not any(
+        len(o["loc"]) > len(e["loc"]) and o["loc"][:len(e["loc"])] == e["loc"] for o in errors)]
+    err = errors[0]
+    loc = list(err["loc"])
+    # Drop the union tag pydantic inserts: principles.3.checks.0.regex.pattern -> ...0.pattern
+    loc = [p for i, p in enumerate(loc)
+           if not (i >= 2 and p in CHECK_TYPES and loc[i - 2] == "checks")]
+    msg = err["msg"].removeprefix("Value error, ")
+    where = ""
+    if len(loc) >= 2 and loc[0] == "principles" and isinstance(loc[1], int):
+        raw = data.get("principles") or []
+        if loc[1] < len(raw) and isinstance(raw[loc[1]], dict) and raw[loc[1]].get("id"):
+            where = f" in principle {raw[loc[1]]['id']!r}"
+    value = err.get("input")
+    shown = (f"a mapping with keys {sorted(map(str, value))}" if isinstance(value, dict)
+             else repr(value)[:160])
+    more = f" (and {len(errors) - 1} more error(s))" if len(errors) > 1 else ""
+    return ConfigError(f"{msg}{where}; got {shown}{more}", source=source,
+                       field=".".join(str(p) for p in loc) or None)
+
+
+# --- lint -------------------------------------------------------------------------------------
+
+_DELIVERS = {"flag"}
+_WITHHOLDS = {"block", "revise", "regenerate", "escalate"}
+
+
+def _canon(phrase: str) -> tuple[str, ...]:
+    """A phrase folded the way keyword matching folds it: words of canonical letters."""
+    fold = {c: k for k, vs in LEET_EQUIVALENTS.items() for c in vs if k != "l"}
+    words = re.split(r"[^a-z0-9@$!|+]+", phrase.lower())
+    return tuple("".join(fold.get(c, c) for c in w).replace("l", "i") for w in words if w)
+
+
+def _contains(big: tuple[str, ...], small: tuple[str, ...]) -> bool:
+    return any(big[i:i + len(small)] == small for i in range(len(big) - len(small) + 1))
+
+
+def _overlaps(a: Principle, b: Principle) -> list[str]:
+    """Descriptions of content both principles' checks would match."""
+    out: list[str] = []
+    for ca in a.checks:
+        for cb in b.checks:
+            for x, y in ((ca, cb), (cb, ca)):
+                if isinstance(x, KeywordsCheck) and isinstance(y, KeywordsCheck):
+                    out += [f"keyword {p!r}" for p in x.phrases for q in y.phrases
+                            if _contains(_canon(p), _canon(q))
+                            and (x is ca or _canon(p) != _canon(q))]
+                if isinstance(x, RegexCheck) and isinstance(y, KeywordsCheck):
+                    rx = re.compile(x.pattern, x.compiled_flags())
+                    out += [f"keyword {q!r} (matched by regex {x.pattern!r})"
+                            for q in y.phrases if rx.search(q)]
+            if isinstance(ca, RegexCheck) and isinstance(cb, RegexCheck) \
+                    and (ca.pattern, ca.flags) == (cb.pattern, cb.flags):
+                out.append(f"regex {ca.pattern!r}")
+            if isinstance(ca, PiiCheck) and isinstance(cb, PiiCheck):
+                out += [f"pii detector {d!r}" for d in ca.detectors if d in cb.detectors]
+            if isinstance(ca, LengthCheck) and isinstance(cb, LengthCheck) and (
+                    (ca.max_chars and cb.max_chars) or (ca.min_chars and cb.min_chars)):
+                out.append("length bound")
+            if isinstance(ca, RefusalCheck) and isinstance(cb, RefusalCheck):
+                out.append("refusal")
+    return list(dict.fromkeys(out))
+
+
+def lint(constitution: Constitution) -> list[str]:
+    """Warnings about principles that match the same content but disagree.
+
+    Two principles of the same scope overlap when their checks would match the same text
+    (a shared keyword, one phrase inside another, a regex matching another's keyword, identical
+    regexes, a shared PII detector, two length bounds, two refusal checks). Overlapping principles
+    that demand contradictory interventions (``flag`` delivers the text, ``block``/``revise``/
+    ``regenerate``/``escalate`` withhold it) or different severities are reported.
+
+    Example:
+        >>> c = parse_constitution([
+        ...     {"id": "a", "text": "t", "severity": "high", "checks": [{"keywords": ["x"]}]},
+        ...     {"id": "b", "text": "t", "severity": "high", "intervention": "flag",
+        ...      "checks": [{"keywords": ["X"]}]}])
+        >>> len(lint(c))
+        1
+    """
+    out: list[str] = []
+    ps = constitution.principles
+    for i, a in enumerate(ps):
+        for b in ps[i + 1:]:
+            if a.scope != b.scope:
+                continue
+            both = _overlaps(a, b)
+            if not both:
+                continue
+            what = ", ".join(both[:3]) + (f" and {len(both) - 3} more" if len(both) > 3 else "")
+            acts = {a.intervention, b.intervention}
+            if acts & _DELIVERS and acts & _WITHHOLDS:
+                out.append(f"principles {a.id!r} ({a.intervention}) and {b.id!r} "
+                           f"({b.intervention}) match the same content ({what}) but demand "
+                           "contradictory interventions")
+            elif a.severity != b.severity:
+                out.append(f"principles {a.id!r} ({a.severity}) and {b.id!r} ({b.severity}) "
+                           f"match the same content ({what}) with different severities")
+    return out
+
+
+def constitution_json_schema() -> dict[str, Any]:
+    """JSON Schema of the long form of a constitution (for editor completion).
+
+    Example:
+        >>> constitution_json_schema()["title"]
+        'Constitution'
+    """
+    schema = Constitution.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema
