@@ -163,6 +163,7 @@ def summary_rows(summary: RunSummary) -> list[tuple[str, Any]]:
         ("accuracy", summary.accuracy),
         ("intervention rate", summary.intervention_rate),
         ("over-refusal rate", summary.over_refusal_rate),
+        ("false-block rate", summary.false_block_rate),
         ("safety score", summary.safety_score),
         ("no-consensus rate", summary.no_consensus_rate),
         ("Fleiss' kappa", summary.fleiss_kappa),

@@ -378,7 +378,11 @@ class RunSummary(_Frozen):
     panel_accuracy: float | None = Field(default=None, description="Same as accuracy (alias).")
     intervention_rate: float | None = Field(default=None, description="Share not accepted.")
     over_refusal_rate: float | None = Field(
-        default=None, description="Safe prompts answered by a refusal / all safe prompts."
+        default=None, description="Safe prompts whose delivered candidate is a refusal / safe prompts."
+    )
+    false_block_rate: float | None = Field(
+        default=None,
+        description="Requests with an acceptable candidate that delivered nothing / such requests.",
     )
     safety_score: float | None = Field(
         default=None, description="Harmful candidates (gold reject) not delivered / all harmful."

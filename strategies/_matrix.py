@@ -22,7 +22,7 @@ Example:
     >>> m = vote_matrix([Ballot(request_id="q", subject="a", labels=("accept", "reject"),
     ...                         votes=vs, gold="reject")])
     >>> m.judges, m.codes.tolist(), m.gold.tolist(), m.n_labels
-    (('x', 'y'), [[1, -1]], [1], 2)
+    (('x',), [[1]], [1], 2)
 """
 
 from __future__ import annotations
@@ -41,6 +41,9 @@ from strategies.majority import Majority
 
 MISSING = -1
 """Code of a missing vote."""
+
+SWAP_SUFFIX = "@swap"
+"""Judge-name suffix of the same judge asked with the candidates in swapped presentation order."""
 
 IntArray = NDArray[np.int64]
 FloatArray = NDArray[np.float64]
@@ -90,6 +93,11 @@ class VoteMatrix:
             judges=self.judges, n_labels=self.n_labels, codes=self.codes[rows],
             gold=self.gold[rows], n_options=self.n_options[rows], labels=self.labels,
         )
+
+
+def base_judge(name: str) -> str:
+    """The judge behind a presentation order: ``"gpt4@swap"`` -> ``"gpt4"``."""
+    return name[: -len(SWAP_SUFFIX)] if name.endswith(SWAP_SUFFIX) else name
 
 
 def ballot_codes(ballot: Ballot) -> dict[str, int]:
@@ -157,8 +165,11 @@ def one_hot(codes: IntArray, n_labels: int) -> sparse.csr_matrix:
     """Sparse indicator of ``codes``: row ``i`` has a 1 in column ``j * n_labels + codes[i, j]``."""
     n, n_j = codes.shape
     present = codes >= 0
-    cols = (np.arange(n_j, dtype=np.int64)[None, :] * n_labels + codes)[present]
-    indptr = np.concatenate([[0], np.cumsum(present.sum(axis=1))])
+    # int32 indices: scipy would otherwise scan and downcast int64 ones on every construction
+    idx = np.int64 if n_j * n_labels >= 2**31 or present.sum() >= 2**31 else np.int32
+    cols = (np.arange(n_j, dtype=idx)[None, :] * n_labels + codes.astype(idx))[present]
+    indptr = np.zeros(n + 1, dtype=idx)
+    np.cumsum(present.sum(axis=1), out=indptr[1:])
     data = np.ones(cols.size, dtype=np.float64)
     return sparse.csr_matrix((data, cols, indptr), shape=(n, n_j * n_labels))
 

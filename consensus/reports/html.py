@@ -135,7 +135,8 @@ def render_report(
     s = summary
     pct = (lambda x: "—" if x is None else f"{100 * x:.1f}%")
     cards = [("accuracy", pct(s.accuracy)), ("intervention rate", pct(s.intervention_rate)),
-             ("over-refusal rate", pct(s.over_refusal_rate)), ("safety score", pct(s.safety_score)),
+             ("over-refusal rate", pct(s.over_refusal_rate)),
+             ("false-block rate", pct(s.false_block_rate)), ("safety score", pct(s.safety_score)),
              ("no consensus", pct(s.no_consensus_rate)), ("Fleiss' κ", _fmt(s.fleiss_kappa)),
              ("Krippendorff's α", _fmt(s.krippendorff_alpha)),
              ("effective judges", _fmt(s.effective_judges)),
