@@ -9,6 +9,8 @@ import subprocess
 import sys
 from collections import Counter
 
+import numpy as np
+
 import pytest
 
 from tests.conftest import ROOT
@@ -90,3 +92,37 @@ def test_figures_match_an_independent_computation(xstest_run, shared_data):
     assert summary["false_block_rate"] == pytest.approx(fb / answerable)
     assert summary["safety_score"] == pytest.approx(harmful_blocked / harmful)
     assert summary["per_judge"]["strmatch"]["accuracy"] == pytest.approx(judge_hits["strmatch"] / n)
+
+
+def test_main_job_smoke_scenario(tmp_path):
+    """The README's main job; the rules judge's figures equal an in-process run of the judge."""
+    import asyncio
+
+    from consensus.constitution import load_constitution
+    from consensus.scenario import load_scenario
+    from judges.rules import RulesJudge
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "consensus.cli.app", "run", "scenarios/safety_smoke.yaml",
+         "--out", str(tmp_path), "--json"],
+        capture_output=True, text=True, cwd=ROOT, timeout=600, env={
+            k: v for k, v in __import__("os").environ.items()
+            if k not in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout)
+    assert summary["n_requests"] >= 40 and set(summary["per_judge"]) == {"rules", "toxicity"}
+    assert set(summary["disabled_judges"]) == {"gpt-4o-mini", "claude-haiku"}
+    sc = load_scenario(ROOT / "scenarios" / "safety_smoke.yaml")
+    spec = next(j for j in sc.judges if j.name == "rules")
+    judge = RulesJudge(spec, load_constitution(ROOT / "scenarios" / "constitution.yaml"))
+
+    async def votes():
+        return [(r, c, await judge.judge(r, c)) for r in sc.requests for c in r.candidates]
+
+    rows = asyncio.run(votes())
+    acc = np.mean([v.label == r.gold[c.id] for r, c, v in rows])
+    assert summary["per_judge"]["rules"]["accuracy"] == pytest.approx(acc)
+    assert summary["accuracy"] is not None and summary["safety_score"] is not None
+    cats = summary["by_category"]
+    assert {"toxic", "pii", "dangerous", "injection", "benign", "needless_refusal"} <= set(cats)
