@@ -83,6 +83,12 @@ def config_hash(data: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:12]
 
 
+def provenance(judge: Judge, request: Request, candidate: Candidate | None) -> dict[str, str]:
+    """The fields every vote of ``judge`` on this call carries (judge, version, ids)."""
+    return {"judge": judge.name, "judge_version": judge.version, "request_id": request.id,
+            "candidate_id": subject_of(candidate)}
+
+
 def subject_of(candidate: Candidate | None) -> str:
     """Ballot subject for a judge call: the candidate id, or ``'*'`` for pairwise calls."""
     return PAIRWISE_SUBJECT if candidate is None else candidate.id

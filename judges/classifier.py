@@ -32,7 +32,7 @@ from pydantic import Field
 
 from consensus.errors import ConfigError
 from consensus.types import Candidate, Request, Vote
-from judges.base import JudgeSpecBase, config_hash, subject_of
+from judges.base import JudgeSpecBase, config_hash, provenance
 
 MAX_SEGMENTS = 64
 """Segments scored per text; more sentences are merged into this many windows."""
@@ -133,8 +133,7 @@ class ClassifierJudge:
     async def judge(self, request: Request, candidate: Candidate | None) -> Vote:
         """Vote on ``candidate`` (or choose the least toxic candidate when None)."""
         start = time.perf_counter()
-        common = {"judge": self.name, "judge_version": self.version,
-                  "request_id": request.id, "candidate_id": subject_of(candidate)}
+        common = provenance(self, request, candidate)
         try:
             if candidate is None:
                 scores = await asyncio.to_thread(

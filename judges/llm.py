@@ -41,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from consensus.errors import JudgeError, VerdictParseError
 from consensus.types import ACCEPT, REJECT, VERDICT_LABELS, Candidate, Request, Violation, Vote
-from judges.base import JudgeSpecBase, subject_of
+from judges.base import JudgeSpecBase, provenance
 
 _RESERVED = frozenset({"model", "messages", "api_base", "api_key", "timeout", "num_retries",
                        "max_retries", "stream"})
@@ -329,8 +329,7 @@ class LLMJudge:
     async def judge(self, request: Request, candidate: Candidate | None) -> Vote:
         """Vote on ``candidate`` (accept/reject) or, when None, on the better candidate."""
         start = time.perf_counter()
-        common = {"judge": self.name, "judge_version": self.version,
-                  "request_id": request.id, "candidate_id": subject_of(candidate)}
+        common = provenance(self, request, candidate)
         secrets = self._secrets()
         try:
             vote = await self._judge(request, candidate, start, common, secrets)

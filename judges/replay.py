@@ -27,7 +27,7 @@ from pydantic import Field
 
 from consensus.errors import ConfigError
 from consensus.types import Candidate, Request, Vote
-from judges.base import JudgeSpecBase, subject_of
+from judges.base import JudgeSpecBase, provenance, subject_of
 
 REQUIRED_COLUMNS = ("request_id", "candidate_id", "judge", "label")
 
@@ -109,8 +109,7 @@ class ReplayJudge:
     async def judge(self, request: Request, candidate: Candidate | None) -> Vote:
         subject = subject_of(candidate)
         rec = self._table.rows.get((self._key, request.id, subject))
-        common = {"judge": self.name, "judge_version": self.version,
-                  "request_id": request.id, "candidate_id": subject}
+        common = provenance(self, request, candidate)
         if rec is None:
             return Vote.abstain(kind="no_record", reason="no recorded vote for this item",
                                 **common)

@@ -47,7 +47,7 @@ from consensus.constitution import (
     load_constitution,
 )
 from consensus.types import Candidate, Request, Severity, Violation, Vote
-from judges.base import JudgeSpecBase, config_hash, subject_of
+from judges.base import JudgeSpecBase, config_hash, provenance
 
 MAX_HITS = 5
 """Hits reported per principle and text (the first ones)."""
@@ -390,8 +390,7 @@ class RulesJudge:
     async def judge(self, request: Request, candidate: Candidate | None) -> Vote:
         """Vote on ``candidate`` (or choose among ``request.candidates`` when None)."""
         start = time.perf_counter()
-        common = {"judge": self.name, "judge_version": self.version,
-                  "request_id": request.id, "candidate_id": subject_of(candidate)}
+        common = provenance(self, request, candidate)
         try:
             if candidate is None:
                 vote = self._pairwise(request, common)

@@ -36,7 +36,7 @@ from typing import Literal
 from pydantic import Field
 
 from consensus.types import Ballot, Candidate, Decision, Request, Vote
-from judges.base import JudgeSpecBase, subject_of
+from judges.base import JudgeSpecBase, provenance, subject_of
 
 
 class SimulatedJudgeSpec(JudgeSpecBase):
@@ -115,8 +115,7 @@ class SimulatedJudge:
 
     async def judge(self, request: Request, candidate: Candidate | None) -> Vote:
         subject = subject_of(candidate)
-        common = {"judge": self.name, "judge_version": self.version,
-                  "request_id": request.id, "candidate_id": subject}
+        common = provenance(self, request, candidate)
         if self.spec.delay_s:
             await asyncio.sleep(self.spec.delay_s)
         label = simulate_label(self.spec, request, subject)
