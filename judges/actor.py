@@ -18,6 +18,7 @@ Example (needs a running Ray)::
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -91,6 +92,13 @@ class JudgeHostImpl:
 @ray.remote(max_restarts=3, max_task_retries=1)
 class JudgeHost(JudgeHostImpl):
     """Ray actor hosting judges (see :class:`JudgeHostImpl`)."""
+
+    def __init__(self, judges: Sequence[tuple[JudgeSpecBase, Any]]):
+        super().__init__(judges)
+        # The ~420k long-lived objects of ray and litellm leave the full-collection scans: each
+        # scan cost ~220 ms and 3-7 ms per decision under load (benchmarks/README.md).
+        gc.collect()
+        gc.freeze()
 
 
 def start_host(name: str, judges: Sequence[tuple[JudgeSpecBase, Any]]) -> Any:

@@ -405,6 +405,10 @@ class LLMJudge:
             attempt += 1
 
     def _cost(self, resp: Any) -> float | None:
+        hidden = getattr(resp, "_hidden_params", None) or {}
+        if "response_cost" in hidden:  # litellm computed it already (None: model not priced)
+            cost = hidden["response_cost"]
+            return None if cost is None else float(cost)
         try:  # models missing from litellm's (local) cost map raise
             return float(self._litellm.completion_cost(completion_response=resp))
         except Exception:  # noqa: BLE001
