@@ -142,6 +142,14 @@ class Panel:
         self.hosts.clear()
 
 
+@dataclass(frozen=True)
+class RecordedPanel:
+    """A stand-in for a panel whose votes were already collected (experiments, tuning): the
+    coordinator only needs its size for the quorum."""
+
+    size: int
+
+
 def ballots_of(request: Request, votes: Sequence[Vote]) -> list[Ballot]:
     """Group a request's votes into one ballot per subject."""
     return [

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
-from consensus.coordinator import Coordinator, ballots_of
+from consensus.coordinator import Coordinator, RecordedPanel, ballots_of
 from consensus.metrics import summarize
 from consensus.policy import Policy
 from consensus.types import ACCEPT, REJECT, Ballot, Decision, Outcome, Request, RunSummary, Vote
@@ -102,11 +102,6 @@ class Result:
         }
 
 
-class _Size:
-    def __init__(self, n: int):
-        self.size = n
-
-
 def mcnemar_exact(a: Sequence[bool], b: Sequence[bool]) -> float:
     """Two-sided exact McNemar p-value of paired correctness vectors (1.0: no discordance)."""
     x, y = np.asarray(a, bool), np.asarray(b, bool)
@@ -129,7 +124,7 @@ def _decide(
     if c.learns:
         all_ballots = [b for r in polled.requests for b in ballots_of(r, polled.votes[r.id])]
         strategy = strategy.fit(_mask_gold(all_ballots, visible))  # type: ignore[attr-defined]
-    coord = Coordinator(_Size(polled.panel_size), strategy, c.policy)
+    coord = Coordinator(RecordedPanel(polled.panel_size), strategy, c.policy)
     outs = {r.id: coord.conclude(r, polled.votes[r.id], polled.latency_s[r.id]) for r in targets}
     return outs, strategy
 

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from consensus.experiments import Polled
-from consensus.coordinator import Coordinator, ballots_of
+from consensus.coordinator import Coordinator, RecordedPanel, ballots_of
 from consensus.policy import Policy
 from consensus.types import ACCEPT, REJECT
 from strategies.base import Strategy
@@ -47,11 +47,6 @@ class SweepPoint:
         return asdict(self)
 
 
-class _Size:
-    def __init__(self, n: int):
-        self.size = n
-
-
 def accept_probabilities(
     polled: Polled, strategy: Strategy, policy: Policy | None = None
 ) -> dict[tuple[str, str], float]:
@@ -60,7 +55,7 @@ def accept_probabilities(
                for b in ballots_of(r, polled.votes[r.id])]
     if hasattr(strategy, "fit"):
         strategy = strategy.fit([b.model_copy(update={"gold": None}) for b in ballots])  # type: ignore[attr-defined]
-    coord = Coordinator(_Size(polled.panel_size), strategy, policy or Policy())
+    coord = Coordinator(RecordedPanel(polled.panel_size), strategy, policy or Policy())
     out = {}
     for b in ballots:
         d = coord.aggregate(b)

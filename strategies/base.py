@@ -155,6 +155,13 @@ def decide_by_support(
     )
 
 
+def without_votes(ballot: Ballot, strategy: str) -> Decision | None:
+    """The no-consensus decision of a ballot without any valid vote, else None."""
+    if ballot.valid_votes:
+        return None
+    return no_consensus(ballot, strategy=strategy, reason="no valid vote", quorum_met=False)
+
+
 def no_consensus(
     ballot: Ballot,
     *,

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from consensus.errors import ConfigError
 from consensus.types import ACCEPT, Ballot, Decision
-from strategies.base import agreement_of, no_consensus
+from strategies.base import agreement_of, no_consensus, without_votes
 
 
 @dataclass(frozen=True)
@@ -51,11 +51,11 @@ class Threshold:
                               field="strategy.share")
 
     def aggregate(self, ballot: Ballot) -> Decision:
+        empty = without_votes(ballot, self.name)
+        if empty is not None:
+            return empty
         agreement = agreement_of(ballot)
         valid = ballot.valid_votes
-        if not valid:
-            return no_consensus(ballot, strategy=self.name, reason="no valid vote",
-                                quorum_met=False, agreement=agreement)
         support = dict.fromkeys(ballot.labels, 0.0)
         for v in valid:
             support[v.label] += self.weights.get(v.judge, 1.0) if self.k is None else 1.0  # type: ignore[index]

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from consensus.types import REJECT, Ballot, Decision
-from strategies.base import agreement_of, no_consensus
+from strategies.base import agreement_of, no_consensus, without_votes
 
 
 @dataclass(frozen=True)
@@ -34,11 +34,11 @@ class Veto:
     name: str = "veto"
 
     def aggregate(self, ballot: Ballot) -> Decision:
+        empty = without_votes(ballot, self.name)
+        if empty is not None:
+            return empty
         agreement = agreement_of(ballot)
         valid = ballot.valid_votes
-        if not valid:
-            return no_consensus(ballot, strategy=self.name, reason="no valid vote",
-                                quorum_met=False, agreement=agreement)
         vetoes = [v for v in valid if v.label == self.veto_label]
         if vetoes:
             # Probability that the veto is right, if vetoes were independent: 1 - prod(1 - c).
