@@ -13,7 +13,8 @@ need names); strategies depend on ``consensus.types`` only, so the two stay sepa
 
 Fitting is vectorised over the matrix (sparse one-hot products, ``bincount``); aggregating one ballot
 encodes it against the judge index learned in ``fit``; votes of judges not seen in ``fit`` are
-ignored and listed in the decision's diagnostics.
+ignored and listed in the decision's diagnostics. :func:`fit_logistic` (L2 logistic regression,
+numpy/scipy only) serves the calibrated and Bradley–Terry strategies.
 
 Example:
     >>> from consensus.types import Ballot, Vote
@@ -33,7 +34,8 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import sparse
+from scipy import optimize, sparse
+from scipy.special import log_softmax
 
 from consensus.types import Ballot, Decision
 from strategies.base import TieRule, decide_by_support
@@ -238,3 +240,93 @@ def decide_from_scores(
         ballot, support, strategy=strategy, tie_rule=tie_rule, seed=seed,
         diagnostics=diagnostics,
     )
+
+
+def fit_logistic(
+    x: FloatArray, y: FloatArray, c: float, *, max_iter: int = 100, tol: float = 1e-8,
+) -> tuple[FloatArray, FloatArray]:
+    """Multinomial logistic regression with an L2 penalty ``||W||^2 / (2 C)`` (intercept free).
+
+    With fewer rows than features (a few gold ballots, many judges) it is solved in the dual:
+    ``W = x.T @ A``, an ``n x K`` problem over the Gram matrix (the representer theorem), exact
+    for an L2 penalty. Small problems use Newton's method with a backtracking line search (a
+    handful of tiny dense solves; scipy's L-BFGS spends far longer in BLAS thread hand-offs at
+    this size); large ones use L-BFGS.
+
+    Args:
+        x: ``n x F`` features.
+        y: ``n x K`` target distributions (one-hot for hard labels).
+        c: Inverse regularisation strength.
+
+    Returns:
+        ``(W, b)``: ``F x K`` weights and ``K`` intercepts.
+
+    Example:
+        >>> w, b = fit_logistic(np.array([[1.0], [-1.0]]), np.eye(2), 10.0)
+        >>> bool(w[0, 0] > w[0, 1])
+        True
+    """
+    n, f = x.shape
+    k = y.shape[1]
+    dual = n < f
+    phi = x @ x.T if dual else x  # design of the weight block
+    reg = phi if dual else np.eye(f)  # penalty metric: tr(A' G A) (dual) or ||W||^2 (primal)
+    m = phi.shape[1]
+    design = np.hstack([phi, np.ones((n, 1))])
+    metric = np.zeros((m + 1, m + 1))
+    metric[:m, :m] = reg / c
+
+    if k == 2:
+        # binary: the symmetric two-class penalty equals a binary one with C doubled
+        wb, bb = _newton_binary(design, y[:, 1], metric / 2.0, max_iter, tol)
+        half = np.append(wb, bb) / 2.0
+        theta = np.stack([-half, half], axis=1)
+    else:
+        def fun(t: FloatArray) -> tuple[float, FloatArray]:
+            th = t.reshape(m + 1, k)
+            lp = log_softmax(design @ th, axis=1)
+            val = float(-(y * lp).sum() + 0.5 * (th * (metric @ th)).sum())
+            return val, (design.T @ (np.exp(lp) - y) + metric @ th).ravel()
+
+        r = optimize.minimize(fun, np.zeros((m + 1) * k), jac=True, method="L-BFGS-B",
+                              options={"maxiter": 10 * max_iter, "gtol": tol, "ftol": 1e-14})
+        theta = r.x.reshape(m + 1, k)
+    w, b = theta[:m], theta[m]
+    return (x.T @ w if dual else w), b
+
+
+def _newton_binary(
+    design: FloatArray, y: FloatArray, metric: FloatArray, max_iter: int, tol: float,
+) -> tuple[FloatArray, float]:
+    """Binary logistic regression by Newton's method: ``min CE + theta' metric theta / 2``.
+
+    Returns the weights (all but the last design column) and the intercept (the last).
+    """
+    theta = np.zeros(design.shape[1])
+    ridge = 1e-9 * np.eye(design.shape[1])
+
+    def value(th: FloatArray) -> tuple[float, FloatArray]:
+        z = design @ th
+        # -[y log s(z) + (1-y) log s(-z)] = logaddexp(0, z) - y z
+        return float((np.logaddexp(0.0, z) - y * z).sum() + 0.5 * th @ metric @ th), z
+
+    val, z = value(theta)
+    for _ in range(max_iter):
+        p = 0.5 * (1.0 + np.tanh(0.5 * z))
+        grad = design.T @ (p - y) + metric @ theta
+        if np.abs(grad).max() < tol:
+            break
+        hess = (design.T * (p * (1.0 - p))) @ design + metric + ridge
+        step = np.linalg.solve(hess, grad)
+        t = 1.0
+        while True:
+            new_val, new_z = value(theta - t * step)
+            if new_val <= val - 1e-4 * t * grad @ step or t < 1e-8:
+                break
+            t *= 0.5
+        theta = theta - t * step
+        done = val - new_val < tol * max(1.0, abs(val))
+        val, z = new_val, new_z
+        if done:
+            break
+    return theta[:-1], float(theta[-1])
