@@ -14,7 +14,7 @@ need names); strategies depend on ``consensus.types`` only, so the two stay sepa
 Fitting is vectorised over the matrix (sparse one-hot products, ``bincount``); aggregating one ballot
 encodes it against the judge index learned in ``fit``; votes of judges not seen in ``fit`` are
 ignored and listed in the decision's diagnostics. :func:`fit_logistic` (L2 logistic regression,
-numpy/scipy only) serves the calibrated and Bradley–Terry strategies.
+numpy/scipy only) serves the calibrated strategy and the benchmarks.
 
 Example:
     >>> from consensus.types import Ballot, Vote
@@ -99,7 +99,7 @@ class VoteMatrix:
 
 def base_judge(name: str) -> str:
     """The judge behind a presentation order: ``"gpt4@swap"`` -> ``"gpt4"``."""
-    return name[: -len(SWAP_SUFFIX)] if name.endswith(SWAP_SUFFIX) else name
+    return name.removesuffix(SWAP_SUFFIX)
 
 
 def ballot_codes(ballot: Ballot) -> dict[str, int]:

@@ -108,7 +108,7 @@ def rank(
 def _ballot_choices(ballots: Sequence[Ballot]) -> Choices:
     rows = []
     for b in ballots:
-        for _, k in ballot_codes(b).items():
+        for k in ballot_codes(b).values():
             rows.append((b.labels[k], b.labels, 1.0))
     return _choices(rows)
 

@@ -1,25 +1,30 @@
 """Calibrated: learn from a few gold-labelled ballots how to combine judges with correlated errors.
 
 Unsupervised aggregation (majority, Dawid–Skene) assumes judges err independently; when a group of
-judges shares a failure mode (same model under different prompts, a shared blind spot, an
-adversarial distractor) it confidently follows the group. A few gold labels show which votes carry
-information. No single combiner is best on every panel and gold budget, so ``Calibrated`` picks
-one by **cross-validation on the gold it has**:
+judges shares a failure mode (one model under several prompts, a shared blind spot, an adversarial
+distractor) it confidently follows the group. A few gold labels show which votes carry
+information; the unlabelled ballots show how the judges move together. ``Calibrated`` combines
+three models and lets **cross-validation on the gold it has** set their weights:
 
-* ``logistic``: L2-regularised multinomial logistic regression (scipy L-BFGS) on one-hot
-  ``(judge, voted position)`` features (a missing vote is all zeros), over a grid of strengths
-  ``C``, on three feature views: the raw votes; ``paired`` (a judge's ``<j>`` and ``<j>@swap``
-  columns averaged, so a position flip cancels out, see ``strategies.position_debiased``); and
-  ``svd`` (the top principal directions of the vote matrix of *all* fitted ballots, gold or not,
-  which shares strength across correlated judges: transductive, like Dawid–Skene);
-* ``majority``, ``best_judge`` (the judge most accurate on the gold), ``log_odds`` (independent
-  judges with gold accuracies), ``dawid_skene`` (semi-supervised EM, gold clamped);
-* ``ensemble``: the mean of the probabilities of the ``n_ensemble`` best candidates.
+* ``logistic``: L2-regularised logistic regression on the gold (numpy Newton / dual solver, see
+  :func:`strategies._matrix.fit_logistic`) over one-hot ``(judge, voted position)`` features (a
+  missing vote is all zeros). A judge's ``<j>`` and ``<j>@swap`` columns are averaged, so a vote
+  that flips with the presentation order cancels out (the convention of
+  ``strategies.position_debiased``). ``C`` is chosen from ``c_grid`` by out-of-fold log-loss.
+* ``dawid_skene(init=logistic)``: EM over *all* ballots (gold clamped) started from the
+  logistic posteriors: independent judges, confusion matrices sharpened by the unlabelled data.
+* ``grouped(init=logistic)``: the same with correlated groups found in the data
+  (:func:`strategies.dawid_skene.find_groups`): a group shares a latent answer its members copy
+  with learned probabilities, so a herd counts for what it is worth.
 
-The selection criterion is the out-of-fold accuracy over repeated stratified folds (ties: lower
-out-of-fold log-loss). The chosen method is refitted on all the gold; every candidate is a linear
-model over the one-hot votes, so ``aggregate`` is one product with the learned coefficients.
-Probabilities are calibrated by a temperature fitted on the out-of-fold predictions.
+The decision is a weighted geometric pool of the three (each temperature-scaled); the weights, on
+a simplex grid, minimise the out-of-fold log-loss over repeated stratified folds (pure members
+are corners of the grid, so this also chooses between them). Simple challengers (``majority``,
+``best_judge`` on the gold, ``log_odds`` from gold accuracies, plain ``dawid_skene``, logistic on
+unpaired votes or on the top principal directions of all ballots) replace the pool only when
+their out-of-fold accuracy is higher by more than ``switch_z`` standard errors: on a few dozen
+gold items most accuracy differences are noise (measured on LLMBar: choosing the best-looking of
+many methods per split lost up to 3 pp against this pool). Probabilities are the pool's softmax.
 
 Labels are ballot positions (``strategies._matrix``), so for pairwise ballots the features read
 "judge ``j`` voted for the candidate in position ``k``". With fewer than ``min_gold`` gold ballots
@@ -202,7 +207,8 @@ def _describe(cand: Candidate) -> str:
     if cand[0] == "logistic":
         return f"logistic({cand[1]}, C={cand[2]:g})"
     if cand[0] == "ensemble":
-        return "stack(" + " + ".join(f"{w:.2g} {_describe(c)}" for c, w in zip(cand[1], cand[2])
+        share = np.asarray(cand[2]) / sum(cand[2])  # weights incl. temperatures, as shares
+        return "stack(" + " + ".join(f"{w:.2f} {_describe(c)}" for c, w in zip(cand[1], share)
                                      if w > 0) + ")"
     if len(cand) > 1:
         return f"{cand[0]}(init={_describe(cand[1])})"

@@ -30,7 +30,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Self
 
 from consensus.types import Ballot, Decision, Vote
@@ -81,18 +81,20 @@ class PositionDebiased:
             ``"majority"``, ``"dawid_skene"``), a ``{"name": ..., ...}`` spec, or an instance.
     """
 
-    base: str | Mapping[str, Any] | Strategy = "majority"
+    # Any, not a union with the Strategy protocol: the registry validates fields with pydantic
+    base: Any = "majority"
     name: str = "position_debiased"
-    _inner: Strategy = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.base, (str, Mapping)):
             from strategies.registry import build_strategy  # the registry imports strategies
 
-            inner = build_strategy(self.base)  # type: ignore[arg-type]
-        else:
+            inner: Strategy = build_strategy(self.base)
+        elif hasattr(self.base, "aggregate"):
             inner = self.base
-        object.__setattr__(self, "_inner", inner)
+        else:
+            raise ValueError(f"base must be a strategy name, spec or instance, got {self.base!r}")
+        object.__setattr__(self, "_inner", inner)  # derived state, not a field
 
     def fit(self, ballots: Sequence[Ballot]) -> Self:
         """Debias ``ballots`` and fit the base strategy on them (when it learns)."""
