@@ -9,13 +9,19 @@ Sections (figures go to ``benchmarks/README.md``, "## Aggregation"):
 3. The LLMBar protocol: per set, 20% of the items carry gold, 80% are scored; mean over
    ``--splits`` random splits of calibrated, the best single judge chosen on the gold, majority,
    log-odds and a plain L2 logistic regression, next to reference figures.
-4. Simulated panels (``consensus.simulation``) with 20% gold: calibrated and Dawid–Skene against
-   the Bayes-optimal accuracy computed exactly from the true parameters.
+4. Simulated panels: the scenarios ``scenarios/sim_*.yaml`` (the YAML model of
+   ``judges/simulated.py``, drawn in process by ``judges.simulated_offline``: the votes
+   ``consensus compare`` would collect through Ray). Each is repeated ``--sims`` times with the
+   dataset seed and every judge seed shifted by the repetition (repetition 0 is the scenario as
+   written); 20% of the items carry gold, the other 80% are scored: calibrated (fitted with that
+   gold), unsupervised Dawid–Skene and majority against the Bayes-optimal accuracy computed
+   exactly from the true parameters.
 
 Run from the repository root (crowd-kit is optional: ``pip install crowd-kit``; it is never a
 dependency of the package)::
 
     python benchmarks/aggregation.py [--data DIR] [--splits 50] [--sims 20] [--json out.json]
+    python benchmarks/aggregation.py --only sims --sims 20   # one section (real, speed, llmbar, sims)
 
 ``--data`` is ``../shared/data`` relative to the repository root by default (the layout with
 ``crowd/`` and ``llmbar/``); the normalised copies in ``scenarios/data`` are read too.
@@ -37,7 +43,7 @@ import statistics
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -46,8 +52,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from consensus.simulation import JudgeModel, PanelModel, panel
+from consensus.scenario import load_scenario
 from consensus.types import Ballot, Vote
+from judges.simulated_offline import bayes_posteriors, reseed, simulate_ballots
 from strategies._matrix import fit_logistic, one_hot, vote_matrix
 from strategies.calibrated import Calibrated
 from strategies.dawid_skene import DawidSkene, _em, dawid_skene_em
@@ -293,65 +300,62 @@ def section_llmbar(sets: dict[str, Dataset], n_splits: int, quiet: bool) -> list
 # --- section 4: simulated panels ------------------------------------------------------------------
 
 
-def scenarios() -> dict[str, PanelModel]:
-    herd = tuple(JudgeModel(f"g{i}", 0.7, abstain=0.1, group="g", copy_prob=0.8)
-                 for i in range(4))
-    return {
-        "independent (7 judges, 0.55-0.85, 10% abstain)":
-            PanelModel(judges=panel([0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85], abstain=0.1)),
-        "herd of 4 (shared latent right 55%) + 3 independent + adversary":
-            PanelModel(judges=(*panel([0.75, 0.7, 0.65], abstain=0.1, prefix="i"), *herd,
-                               JudgeModel("adv", 0.8, abstain=0.1, adversarial=True)),
-                       latent_accuracy={"g": 0.55}),
-        "herd of 6 (shared latent right 30%) + 2 independent + adversary":
-            PanelModel(judges=(JudgeModel("i0", 0.8, abstain=0.2),
-                               JudgeModel("i1", 0.65, abstain=0.05),
-                               *(JudgeModel(f"g{i}", 0.75, abstain=0.1, group="g", copy_prob=0.6)
-                                 for i in range(6)),
-                               JudgeModel("adv", 0.7, abstain=0.1, adversarial=True)),
-                       latent_accuracy={"g": 0.3}),
-        "3 labels: herd of 4 + 3 independent + adversary (extra)":
-            PanelModel(n_labels=3, prior=(0.5, 0.3, 0.2), judges=(
-                *(JudgeModel(f"i{i}", a, abstain=0.1) for i, a in enumerate((0.7, 0.6, 0.55))),
-                *(JudgeModel(f"g{i}", 0.65, abstain=0.1, group="g", copy_prob=0.7)
-                  for i in range(4)),
-                JudgeModel("adv", 0.7, abstain=0.1, adversarial=True)),
-                latent_accuracy={"g": 0.4}),
-    }
+SECTIONS = ("real", "speed", "llmbar", "sims")
+SIM_SCENARIOS = tuple(ROOT / "scenarios" / f"sim_{name}.yaml"
+                      for name in ("independent", "correlated", "herd", "three_labels"))
 
 
-def section_sims(n_items: int, n_seeds: int) -> list[dict[str, Any]]:
+def se(values: list[float]) -> float:
+    """Standard error of the mean."""
+    return float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
+
+
+def section_sims(paths: Sequence[Path], n_seeds: int, n_items: int | None,
+                 quiet: bool) -> list[dict[str, Any]]:
     rows = []
-    for name, model in scenarios().items():
-        labels = ("accept", "reject") if model.n_labels == 2 else ("x", "y", "z")
+    for path in paths:
+        sc = load_scenario(path)
+        ds = sc.file.dataset
+        sim = None if isinstance(ds, str) else ds.simulate
+        if sim is None:
+            raise SystemExit(f"{path}: not a simulated scenario (dataset: simulate: ...)")
+        if n_items is not None:
+            sim = sim.model_copy(update={"n_items": n_items})
         acc: dict[str, list[float]] = {k: [] for k in ("bayes", "calibrated", "ds", "majority")}
+        t0 = time.perf_counter()
         for seed in range(n_seeds):
-            truth, codes = model.sample(n_items, seed)
-            gold_rows = set(np.random.default_rng(seed).permutation(n_items)[: n_items // 5]
-                            .tolist())
-            items = [(f"s{i}", labels[truth[i]],
-                      {j: (labels[c] if c >= 0 else None) for j, c in zip(model.names, row)})
-                     for i, row in enumerate(codes)]
-            ballots = Dataset(name, labels, items).ballots()
+            specs = reseed(sc.judges, seed)
+            requests = sim.model_copy(update={"seed": sim.seed + seed}).generate()
+            ballots = simulate_ballots(specs, requests)
+            n = len(ballots)
+            gold_rows = set(np.random.default_rng(seed).permutation(n)[: n // 5].tolist())
             run = [b if i in gold_rows else b.model_copy(update={"gold": None})
                    for i, b in enumerate(ballots)]
             no_gold = [b.model_copy(update={"gold": None}) for b in ballots]
-            scored = [i for i in range(n_items) if i not in gold_rows]
-            post = model.bayes_posterior(codes)
-            acc["bayes"].append(float((post.argmax(1) == truth)[scored].mean()))
+            scored = [i for i in range(n) if i not in gold_rows]
+            m = vote_matrix(ballots, judges=[j.name for j in specs])
+            post = bayes_posteriors(specs, sim.prior, m.codes, ballots[0].labels)
+            acc["bayes"].append(float((post.argmax(1) == m.gold)[scored].mean()))
             cal = Calibrated().fit(run)
             dsk = DawidSkene().fit(no_gold)
             maj = Majority(tie_rule="random")
-            sc = [ballots[i] for i in scored]
-            acc["calibrated"].append(accuracy_of(cal, sc))
-            acc["ds"].append(accuracy_of(dsk, sc))
-            acc["majority"].append(accuracy_of(maj, sc))
-        row: dict[str, Any] = {"scenario": name, "items": n_items, "seeds": n_seeds}
+            sc_ballots = [ballots[i] for i in scored]
+            acc["calibrated"].append(accuracy_of(cal, sc_ballots))
+            acc["ds"].append(accuracy_of(dsk, sc_ballots))
+            acc["majority"].append(accuracy_of(maj, sc_ballots))
+        row: dict[str, Any] = {"scenario": sc.name, "description": sc.file.description,
+                               "items": sim.n_items, "judges": len(sc.judges),
+                               "labels": len(ballots[0].labels), "seeds": n_seeds,
+                               "seconds": time.perf_counter() - t0}
         for k, v in acc.items():
             row[k] = float(np.mean(v))
-        gaps = np.array(acc["bayes"]) - np.array(acc["calibrated"])
-        row["calibrated_gap_se"] = float(gaps.std(ddof=1) / np.sqrt(len(gaps)))
+        bayes = np.array(acc["bayes"])
+        row["calibrated_gap_se"] = se(list(bayes - np.array(acc["calibrated"])))
+        row["ds_gap_se"] = se(list(bayes - np.array(acc["ds"])))
         rows.append(row)
+        if not quiet:
+            print(f"  {sc.name:22s} Bayes {row['bayes']:.3f} calibrated {row['calibrated']:.3f} "
+                  f"({row['seconds']:.0f} s)", file=sys.stderr, flush=True)
     return rows
 
 
@@ -366,15 +370,27 @@ def report(res: dict[str, Any]) -> str:
     """The figures as Markdown tables."""
     out: list[str] = []
     add = out.append
-    add("### Majority vote and Dawid–Skene (all items, no gold)\n")
+    for key, section in (("real", report_real), ("speed", report_speed),
+                         ("llmbar", report_llmbar), ("sims", report_sims)):
+        if key in res:  # only the sections that were run
+            section(res[key], add)
+    return "\n".join(out).strip()
+
+
+def report_real(rows: list[dict[str, Any]], add: Callable[[str], None]) -> None:
+    """Section 1."""
+    add("\n### Majority vote and Dawid–Skene (all items, no gold)\n")
     add("| data | items | majority (ours) | majority (crowd-kit) | DS (ours) | DS (crowd-kit) "
         "| DS time ours / crowd-kit |")
     add("|---|---|---|---|---|---|---|")
-    for r in res["real"]:
+    for r in rows:
         ck_time = f"{r['ck_ds_s'] * 1000:.0f} ms" if "ck_ds_s" in r else "-"
         add(f"| {r['data']} | {r['items']} | {pct(r['majority'])} | {pct(r.get('ck_majority'))} "
             f"| {pct(r['ds'])} | {pct(r.get('ck_ds'))} | {r['ds_s'] * 1000:.0f} ms / {ck_time} |")
-    s = res["speed"]
+
+
+def report_speed(s: dict[str, Any], add: Callable[[str], None]) -> None:
+    """Section 2."""
     add("\n### Dawid–Skene speed: 100,000 items x 10 judges x 2 labels (best of 3)\n")
     add("| | time | accuracy | EM iterations |")
     add("|---|---|---|---|")
@@ -386,12 +402,16 @@ def report(res: dict[str, Any]) -> str:
         add(f"| crowd-kit `DawidSkene(n_iter=100)` | {s['ck_s'] * 1000:.0f} ms "
             f"| {s['ck_acc']:.4f} | |")
         add(f"\nSpeed-up: **{s['ratio']:.0f}x** (one row per item: {s['ratio_nocompress']:.1f}x).")
-    splits = res["llmbar"][0]["splits"]
+
+
+def report_llmbar(rows: list[dict[str, Any]], add: Callable[[str], None]) -> None:
+    """Section 3."""
+    splits = rows[0]["splits"]
     add(f"\n### LLMBar: 20% gold, 80% scored, mean of {splits} splits (± standard error)\n")
     add("| set | items | calibrated | best judge on gold | majority | log-odds | plain L2 LR "
         "| reference LR / best / majority | target | met |")
     add("|---|---|---|---|---|---|---|---|---|---|")
-    for r in res["llmbar"]:
+    for r in rows:
         ref = REFERENCE[r["set"]]
         target = max(ref) - 0.01
         if r["set"] in ("Adversarial/Neighbor", "Adversarial/GPTInst"):
@@ -401,16 +421,21 @@ def report(res: dict[str, Any]) -> str:
             f"| {r['best_judge']:.3f} | {r['majority']:.3f} | {r['log_odds']:.3f} "
             f"| {r['lr']:.3f} | {ref[0]:.3f} / {ref[1]:.3f} / {ref[2]:.3f} | >= {target:.3f} "
             f"| {met} |")
-    sims = res["sims"]
-    add(f"\n### Simulated panels: {sims[0]['items']} items, 20% gold, {sims[0]['seeds']} seeds\n")
-    add("| scenario | Bayes-optimal | calibrated | gap | Dawid–Skene (no gold) | majority |")
-    add("|---|---|---|---|---|---|")
+
+
+def report_sims(sims: list[dict[str, Any]], add: Callable[[str], None]) -> None:
+    """Section 4."""
+    add(f"\n### Simulated panels: 20% gold, 80% scored, {sims[0]['seeds']} seeds "
+        "(± standard error of the gap)\n")
+    add("| scenario | items x judges x labels | Bayes-optimal | calibrated | gap "
+        "| Dawid–Skene (no gold) | gap | majority |")
+    add("|---|---|---|---|---|---|---|---|")
     for r in sims:
-        add(f"| {r['scenario']} | {r['bayes']:.3f} | {r['calibrated']:.3f} "
-            f"| {(r['bayes'] - r['calibrated']) * 100:.2f} pp "
-            f"(±{r['calibrated_gap_se'] * 100:.2f}) | {r['ds']:.3f} "
-            f"({(r['bayes'] - r['ds']) * 100:+.2f} pp) | {r['majority']:.3f} |")
-    return "\n".join(out)
+        add(f"| `{r['scenario']}`: {r['description']} | {r['items']} x {r['judges']} x "
+            f"{r['labels']} | {r['bayes']:.3f} | {r['calibrated']:.3f} "
+            f"| {(r['bayes'] - r['calibrated']) * 100:.2f} pp (±{r['calibrated_gap_se'] * 100:.2f}) "
+            f"| {r['ds']:.3f} | {(r['bayes'] - r['ds']) * 100:.2f} pp "
+            f"(±{r['ds_gap_se'] * 100:.2f}) | {r['majority']:.3f} |")
 
 
 def main() -> None:
@@ -418,28 +443,45 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--splits", type=int, default=50, help="LLMBar random splits per set")
     ap.add_argument("--sims", type=int, default=20, help="seeds per simulated scenario")
-    ap.add_argument("--sim-items", type=int, default=1000)
+    ap.add_argument("--sim-items", type=int, default=None,
+                    help="items per simulated scenario (default: the scenario's n_items)")
+    ap.add_argument("--sim-scenario", type=Path, action="append", dest="sim_scenarios",
+                    help="a simulated scenario file (repeatable; default: scenarios/sim_*.yaml "
+                         "of the benchmark)")
+    ap.add_argument("--only", type=lambda v: set(v.split(",")), default=set(SECTIONS),
+                    help=f"comma-separated sections to run, of {','.join(SECTIONS)}")
     ap.add_argument("--json", type=Path, help="also write the figures as JSON")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
+    if not args.only <= set(SECTIONS):
+        ap.error(f"--only: unknown section(s) {sorted(args.only - set(SECTIONS))}")
     t0 = time.perf_counter()
-    llmbar = load_llmbar(args.data)
-    crowd = [load_crowd(args.data, "rte"), load_crowd(args.data, "temp")]
     say = (lambda *_: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr,
                                                                     flush=True))
-    say("1/4 majority and Dawid-Skene on real votes")
-    res: dict[str, Any] = {"real": section_real([*crowd, *llmbar.values()])}
-    say("2/4 Dawid-Skene speed")
-    res["speed"] = section_speed()
-    say("3/4 LLMBar protocol")
-    res["llmbar"] = section_llmbar(llmbar, args.splits, args.quiet)
-    say("4/4 simulated panels")
-    res["sims"] = section_sims(args.sim_items, args.sims)
+    res: dict[str, Any] = {}
+    if args.only & {"real", "llmbar"}:
+        llmbar = load_llmbar(args.data)
+    if "real" in args.only:
+        say("1/4 majority and Dawid-Skene on real votes")
+        crowd = [load_crowd(args.data, "rte"), load_crowd(args.data, "temp")]
+        res["real"] = section_real([*crowd, *llmbar.values()])
+    if "speed" in args.only:
+        say("2/4 Dawid-Skene speed")
+        res["speed"] = section_speed()
+    if "llmbar" in args.only:
+        say("3/4 LLMBar protocol")
+        res["llmbar"] = section_llmbar(llmbar, args.splits, args.quiet)
+    if "sims" in args.only:
+        say("4/4 simulated panels")
+        res["sims"] = section_sims(args.sim_scenarios or SIM_SCENARIOS, args.sims,
+                                   args.sim_items, args.quiet)
     res["seconds"] = time.perf_counter() - t0
     res["command"] = " ".join(["python", *sys.argv])
     print(report(res))
-    print(f"\n(total {res['seconds']:.0f} s; median LLMBar calibrated fit "
-          f"{statistics.median(r['seconds'] / r['splits'] for r in res['llmbar']):.2f} s)")
+    fits = "" if "llmbar" not in res else (
+        "; median LLMBar calibrated fit "
+        f"{statistics.median(r['seconds'] / r['splits'] for r in res['llmbar']):.2f} s")
+    print(f"\n(total {res['seconds']:.0f} s{fits})")
     if args.json:
         args.json.write_text(json.dumps(res, indent=2))
 

@@ -38,7 +38,7 @@ from consensus.types import Ballot, Decision, Outcome, Request, Vote
 from judges.actor import plan_hosts, start_host
 from judges.base import JudgeSpecBase
 from judges.registry import prepare
-from strategies.base import Strategy, agreement_of, no_consensus
+from strategies.base import Strategy, agreement_of, fit_strategy, learns, no_consensus
 
 log = structlog.get_logger("consensus.coordinator")
 
@@ -213,11 +213,13 @@ class Coordinator:
     ) -> list[Outcome]:
         """Decide every request with at most ``concurrency`` in flight.
 
-        Learning strategies are fitted on the ballots of the whole run first (transductive);
-        ``on_outcome`` is called as each outcome is concluded (e.g. to record it).
+        Learning strategies are fitted on the ballots of the whole run first (transductive,
+        unsupervised: gold labels are hidden from the fit, so the run's accuracy is not scored
+        on labels the strategy learned from; ``consensus compare --gold-fraction`` evaluates
+        learning from gold). ``on_outcome`` is called as each outcome is concluded.
         """
         sem = asyncio.Semaphore(concurrency)
-        learning = hasattr(self.strategy, "fit")
+        learning = learns(self.strategy)
 
         async def one(req: Request) -> tuple[tuple[Vote, ...], float] | Outcome:
             async with sem:
@@ -234,9 +236,10 @@ class Coordinator:
         polled = await asyncio.gather(*(one(r) for r in requests))
         if not learning:
             return list(polled)  # type: ignore[arg-type]
-        all_ballots = [b for r, (votes, _) in zip(requests, polled, strict=True)  # type: ignore[misc]
+        all_ballots = [b.model_copy(update={"gold": None})
+                       for r, (votes, _) in zip(requests, polled, strict=True)  # type: ignore[misc]
                        for b in ballots_of(r, votes)]
-        self.strategy = self.strategy.fit(all_ballots)  # type: ignore[attr-defined]
+        self.strategy = fit_strategy(self.strategy, all_ballots)
         outcomes = []
         for r, (votes, latency) in zip(requests, polled, strict=True):  # type: ignore[misc]
             outcome = self.conclude(r, votes, latency)

@@ -22,7 +22,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -32,7 +32,7 @@ from consensus.coordinator import Coordinator, RecordedPanel, ballots_of
 from consensus.metrics import summarize
 from consensus.policy import Policy
 from consensus.types import ACCEPT, REJECT, Ballot, Decision, Outcome, Request, RunSummary, Vote
-from strategies.base import Strategy
+from strategies.base import Strategy, fit_strategy, learns
 
 N_BINS = 10
 
@@ -60,7 +60,7 @@ class Contender:
 
     @property
     def learns(self) -> bool:
-        return hasattr(self.strategy, "fit")
+        return learns(self.strategy)
 
 
 @dataclass
@@ -115,44 +115,67 @@ def _mask_gold(ballots: list[Ballot], visible: set[str]) -> list[Ballot]:
     return [b if b.request_id in visible else b.model_copy(update={"gold": None}) for b in ballots]
 
 
-def _decide(
-    c: Contender, visible: set[str], targets: Sequence[Request]
-) -> tuple[dict[str, Outcome], Strategy]:
-    """Outcomes of ``targets`` under contender ``c`` with gold visible on ``visible`` only."""
-    strategy = c.strategy
-    polled = c.polled
-    if c.learns:
-        all_ballots = [b for r in polled.requests for b in ballots_of(r, polled.votes[r.id])]
-        strategy = strategy.fit(_mask_gold(all_ballots, visible))  # type: ignore[attr-defined]
-    coord = Coordinator(RecordedPanel(polled.panel_size), strategy, c.policy)
-    outs = {r.id: coord.conclude(r, polled.votes[r.id], polled.latency_s[r.id]) for r in targets}
-    return outs, strategy
+def _conclude(c: Contender, strategy: Strategy, targets: Sequence[Request]) -> dict[str, Outcome]:
+    coord = Coordinator(RecordedPanel(c.polled.panel_size), strategy, c.policy)
+    votes, latency = c.polled.votes, c.polled.latency_s
+    return {r.id: coord.conclude(r, votes[r.id], latency[r.id]) for r in targets}
+
+
+def by_category(polled: Polled) -> dict[str, Polled]:
+    """``polled`` cut by request category (requests without one go under ``"-"``), in order of
+    first appearance: each part is compared on its own, learners fitted within it."""
+    parts: dict[str, list[Request]] = {}
+    for r in polled.requests:
+        parts.setdefault(r.category or "-", []).append(r)
+    return {cat: replace(polled, scenario=f"{polled.scenario}[{cat}]", requests=tuple(reqs),
+                         votes={r.id: polled.votes[r.id] for r in reqs},
+                         latency_s={r.id: polled.latency_s[r.id] for r in reqs})
+            for cat, reqs in parts.items()}
 
 
 def compare(
     contenders: Sequence[Contender], *, gold_fraction: float = 0.2, splits: int = 10,
     seed: int = 0,
 ) -> list[Result]:
-    """Score every contender (see the module docstring); the first is the McNemar baseline."""
+    """Score every contender (see the module docstring); the first is the McNemar baseline.
+
+    Contenders that do not learn decide every request once; their per-split accuracies are
+    read off those outcomes on the same held-out sets as the learners'.
+    """
     has_gold = any(r.gold for c in contenders for r in c.polled.requests)
     learning = has_gold and any(c.learns for c in contenders) and gold_fraction > 0
     n_splits = splits if learning else 1
     per: list[dict[str, Outcome]] = [{} for _ in contenders]
     split_acc: list[list[float]] = [[] for _ in contenders]
     fitted: list[Strategy] = [c.strategy for c in contenders]
-    for k in range(n_splits):
-        for i, c in enumerate(contenders):
-            ids = [r.id for r in c.polled.requests]
-            n_gold = int(round(gold_fraction * len(ids))) if learning else 0
+    ballots: dict[int, list[Ballot]] = {}  # per polled scenario, built once
+    for i, c in enumerate(contenders):
+        polled = c.polled
+        if c.learns:
+            key = id(polled)
+            if key not in ballots:
+                ballots[key] = [b for r in polled.requests
+                                for b in ballots_of(r, polled.votes[r.id])]
+        else:
+            per[i] = _conclude(c, c.strategy, polled.requests)
+        ids = [r.id for r in polled.requests]
+        n_gold = int(round(gold_fraction * len(ids))) if learning else 0
+        for k in range(n_splits):
             # The permutation depends on (seed, split) only: contenders over the same requests
             # see the same gold in the same split, so their predictions pair up.
             perm = np.random.default_rng((seed, k)).permutation(len(ids))
             visible = {ids[j] for j in perm[:n_gold]}
-            held = [r for r in c.polled.requests if r.id not in visible]
-            outs, fitted[i] = _decide(c, visible, held)
+            held = [r for r in polled.requests if r.id not in visible]
+            if c.learns:
+                fitted[i] = fit_strategy(c.strategy, _mask_gold(ballots[id(polled)], visible))
+                outs = _conclude(c, fitted[i], held)
+                for rid, o in outs.items():
+                    per[i].setdefault(rid, o)
+            else:
+                outs = per[i]
             split_acc[i].append(_accuracy_of(held, outs))
-            for rid, o in outs.items():
-                per[i].setdefault(rid, o)
+        if c.learns:  # a request no split held out (gold_fraction 1) is never scored
+            per[i] = {r.id: per[i][r.id] for r in polled.requests if r.id in per[i]}
     results = [_result(c, per[i], split_acc[i], fitted[i]) for i, c in enumerate(contenders)]
     base = results[0]
     for r in results[1:]:

@@ -28,14 +28,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from consensus.errors import ConfigError
 from consensus.policy import Policy
-from consensus.types import Candidate, Request
+from consensus.types import ACCEPT, PAIRWISE_SUBJECT, REJECT, Candidate, Request
 from judges.base import JudgeSpecBase
 from judges.registry import config_error_from, judge_kinds, parse_judge_spec
 from judges.simulated import BayesOracle, SimulatedJudgeSpec, resolve_correlations
@@ -46,27 +46,48 @@ from strategies.registry import build_strategy
 class SimulatedDataset(BaseModel):
     """Requests generated for simulated panels: gold labels drawn from a prior.
 
+    A prior over ``accept`` / ``reject`` gives verdict requests with one candidate ``a``; a prior
+    over other labels gives pairwise requests whose candidates are the labels (sorted), so a
+    simulated judge picks one of ``K`` labels.
+
     Example:
         >>> len(SimulatedDataset(n_items=3).generate())
         3
+        >>> r = SimulatedDataset(n_items=1, prior={"x": 0.5, "y": 0.3, "z": 0.2}).generate()[0]
+        >>> r.task, r.labels(), r.subjects()
+        ('pairwise', ('x', 'y', 'z'), ('*',))
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     n_items: int = Field(ge=1, description="Number of requests.")
-    prior: dict[str, float] = Field(default_factory=lambda: {"accept": 0.5, "reject": 0.5},
-                                    description="P(gold label): accept / reject.")
+    prior: dict[str, float] = Field(
+        default_factory=lambda: {"accept": 0.5, "reject": 0.5}, min_length=1,
+        description="P(gold label): accept / reject (verdict requests), or two or more other "
+                    "labels (pairwise requests, one candidate per label).")
     seed: int = Field(default=0, description="Seed of the gold draws.")
 
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if not set(self.prior) <= {ACCEPT, REJECT} and len(self.prior) < 2:
+            raise ValueError("a prior over labels other than accept/reject needs two or more")
+        return self
+
     def generate(self) -> tuple[Request, ...]:
-        """The requests, one candidate each, gold drawn from the prior."""
+        """The requests, gold drawn from the prior."""
         import numpy as np
 
         labels = sorted(self.prior)
         p = np.array([self.prior[k] for k in labels], dtype=float)
         gold = np.random.default_rng(self.seed).choice(len(labels), size=self.n_items, p=p / p.sum())
-        return tuple(Request(id=f"sim-{i}", prompt=f"simulated item {i}",
-                             candidates=(Candidate(id="a", text=""),), gold={"a": labels[g]},
+        if set(labels) <= {ACCEPT, REJECT}:
+            return tuple(Request(id=f"sim-{i}", prompt=f"simulated item {i}",
+                                 candidates=(Candidate(id="a", text=""),), gold={"a": labels[g]},
+                                 category="simulated")
+                         for i, g in enumerate(gold))
+        options = tuple(Candidate(id=lab, text="") for lab in labels)
+        return tuple(Request(id=f"sim-{i}", prompt=f"simulated item {i}", candidates=options,
+                             task="pairwise", gold={PAIRWISE_SUBJECT: labels[g]},
                              category="simulated")
                      for i, g in enumerate(gold))
 

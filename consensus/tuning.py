@@ -25,11 +25,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from consensus.experiments import Polled
 from consensus.coordinator import Coordinator, RecordedPanel, ballots_of
+from consensus.experiments import Polled
 from consensus.policy import Policy
 from consensus.types import ACCEPT, REJECT
-from strategies.base import Strategy
+from strategies.base import Strategy, fit_strategy
 
 
 @dataclass(frozen=True)
@@ -53,8 +53,7 @@ def accept_probabilities(
     """P(accept) per verdict ballot under ``strategy`` (learners fit without gold)."""
     ballots = [b for r in polled.requests if r.task == "verdict"
                for b in ballots_of(r, polled.votes[r.id])]
-    if hasattr(strategy, "fit"):
-        strategy = strategy.fit([b.model_copy(update={"gold": None}) for b in ballots])  # type: ignore[attr-defined]
+    strategy = fit_strategy(strategy, [b.model_copy(update={"gold": None}) for b in ballots])
     coord = Coordinator(RecordedPanel(polled.panel_size), strategy, policy or Policy())
     out = {}
     for b in ballots:

@@ -42,8 +42,18 @@ from typing import Literal, NamedTuple
 from pydantic import Field
 
 from consensus.constitution import (
-    DEFAULT_REFUSAL_PHRASES, KEYWORD_SEPARATORS, LEET_EQUIVALENTS, SEVERITY_RANK, Check,
-    Constitution, KeywordsCheck, LengthCheck, PiiCheck, Principle, RefusalCheck, RegexCheck,
+    DEFAULT_REFUSAL_PHRASES,
+    KEYWORD_SEPARATORS,
+    LEET_EQUIVALENTS,
+    SEVERITY_RANK,
+    Check,
+    Constitution,
+    KeywordsCheck,
+    LengthCheck,
+    PiiCheck,
+    Principle,
+    RefusalCheck,
+    RegexCheck,
     load_constitution,
 )
 from consensus.types import Candidate, Request, Severity, Violation, Vote

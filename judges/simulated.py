@@ -12,7 +12,8 @@ Every draw is a pure function of (seed, judge, request, subject), so results do 
 order or on which actor hosts the judge. Because the model is known, :func:`panel_posterior`
 computes the exact Bayes posterior of the gold label given a panel's votes, and
 :class:`BayesOracle` is the Bayes-optimal aggregation: the ceiling any strategy can reach on a
-simulated panel. Subjects without gold get an abstention.
+simulated panel. Subjects without gold get an abstention. :mod:`judges.simulated_offline` draws
+the same votes in process, without Ray (benchmarks, tests).
 
 Example:
     >>> import asyncio
@@ -112,22 +113,26 @@ class SimulatedJudge:
         self.spec = spec
         self.name = spec.name
         self.version = spec.version()
+        # The stated confidence must not depend on the gold label, or it would leak it.
+        conf = spec.confidence
+        if conf is None:
+            accs = list(spec.accuracy.values()) or [spec.default_accuracy]
+            conf = sum(accs) / len(accs)
+        self.stated_confidence = conf
 
     async def judge(self, request: Request, candidate: Candidate | None) -> Vote:
-        subject = subject_of(candidate)
-        common = provenance(self, request, candidate)
         if self.spec.delay_s:
             await asyncio.sleep(self.spec.delay_s)
-        label = simulate_label(self.spec, request, subject)
+        return self.vote(request, candidate)
+
+    def vote(self, request: Request, candidate: Candidate | None) -> Vote:
+        """The vote :meth:`judge` returns, without the simulated latency (for in-process runs)."""
+        common = provenance(self, request, candidate)
+        label = simulate_label(self.spec, request, subject_of(candidate))
         if label is None:
             return Vote.abstain(kind="recusal", reason="simulated abstention (or no gold)",
                                 **common)
-        # The stated confidence must not depend on the gold label, or it would leak it.
-        conf = self.spec.confidence
-        if conf is None:
-            accs = list(self.spec.accuracy.values()) or [self.spec.default_accuracy]
-            conf = sum(accs) / len(accs)
-        return Vote(label=label, confidence=conf, **common)
+        return Vote(label=label, confidence=self.stated_confidence, **common)
 
 
 def panel_posterior(

@@ -471,3 +471,14 @@ class DawidSkene:
         z = self.log_scores(row[None, :])[0]
         return decide_from_scores(ballot, z, strategy=self.name, tie_rule=self.tie_rule,
                                   seed=self.seed, diagnostics=diagnostics)
+
+
+@dataclass(frozen=True)
+class OneCoin(DawidSkene):
+    """Dawid–Skene with one accuracy per judge (errors spread evenly): ``variant="one_coin"``.
+
+    Fewer parameters than the full model, so steadier on small runs and sparse panels.
+    """
+
+    variant: Variant = "one_coin"
+    name: str = "one_coin"

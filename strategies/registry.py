@@ -27,6 +27,12 @@ DEFAULT_STRATEGIES: tuple[tuple[str, str], ...] = (
     ("veto", "strategies.veto:Veto"),
     ("threshold", "strategies.threshold:Threshold"),
     ("mean_score", "strategies.mean_score:MeanScore"),
+    ("dawid_skene", "strategies.dawid_skene:DawidSkene"),
+    ("one_coin", "strategies.dawid_skene:OneCoin"),
+    ("log_odds", "strategies.log_odds:LogOdds"),
+    ("calibrated", "strategies.calibrated:Calibrated"),
+    ("bradley_terry", "strategies.bradley_terry:BradleyTerry"),
+    ("position_debiased", "strategies.position_debiased:PositionDebiased"),
 )
 """(name, "module:Class") of the built-in strategies; modules load on first use."""
 

@@ -1,7 +1,9 @@
 """Research strategies: Dawid–Skene, log-odds, calibrated, Bradley–Terry, position-debiased.
 
-Toy ballots with known answers, planted-parameter recovery on data from ``consensus.simulation``,
-and hypothesis invariants (vote order, unanimity, extra abstentions, equal weights = majority).
+Toy ballots with known answers, planted-parameter recovery on simulated panels (the YAML model of
+``judges.simulated``, drawn in process by ``judges.simulated_offline``), the targets against the
+exact Bayes-optimal accuracy, and hypothesis invariants (vote order, unanimity, extra abstentions,
+equal weights = majority).
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consensus.simulation import JudgeModel, PanelModel, panel
+from consensus.scenario import SimulatedDataset, load_scenario
 from consensus.types import Ballot, Vote
+from judges.simulated import SimulatedJudgeSpec
+from judges.simulated_offline import bayes_posteriors, reseed, simulate_ballots, simulate_codes
 from strategies._matrix import fit_logistic, one_hot
 from strategies.bradley_terry import BradleyTerry, rank
 from strategies.calibrated import Calibrated
@@ -22,8 +26,10 @@ from strategies.dawid_skene import DawidSkene, _em, dawid_skene_em, find_groups,
 from strategies.log_odds import LogOdds
 from strategies.majority import Majority
 from strategies.position_debiased import PositionDebiased, debias
+from tests.conftest import ROOT
 
 VERDICT = ("accept", "reject")
+UNIFORM = {"accept": 0.5, "reject": 0.5}
 JUDGES = ("a", "b", "c", "d", "e")
 
 
@@ -48,14 +54,39 @@ def ballots_from_codes(codes: np.ndarray, names, labels=VERDICT, truth=None, gol
             for i, row in enumerate(codes)]
 
 
+def judges(accuracies, *, prefix: str = "j", abstain: float = 0.0, seed: int = 0,
+           names=None) -> list[SimulatedJudgeSpec]:
+    """Independent simulated judges ``<prefix>0, <prefix>1, ...`` (or ``names``)."""
+    names = names or [f"{prefix}{i}" for i in range(len(accuracies))]
+    return [SimulatedJudgeSpec(name=n, default_accuracy=a, abstain_rate=abstain, seed=seed)
+            for n, a in zip(names, accuracies, strict=True)]
+
+
+def herd(size: int, *, leader: float = 0.55, own: float = 0.7, copy_prob: float = 0.8,
+         leader_abstain: float = 0.0, seed: int = 0) -> list[SimulatedJudgeSpec]:
+    """A mediocre leader ``g0`` and ``size - 1`` echoes copying it (a shared blind spot)."""
+    return [SimulatedJudgeSpec(name="g0", default_accuracy=leader, abstain_rate=leader_abstain,
+                               seed=seed),
+            *(SimulatedJudgeSpec(name=f"g{i}", default_accuracy=own, abstain_rate=0.1,
+                                 correlated_with="g0", copy_prob=copy_prob, seed=seed)
+              for i in range(1, size))]
+
+
+def with_gold_on(ballots: list[Ballot], rows) -> list[Ballot]:
+    """The ballots with gold kept only on ``rows`` (the rest is what a strategy scores)."""
+    keep = {int(i) for i in rows}
+    return [b if i in keep else b.model_copy(update={"gold": None})
+            for i, b in enumerate(ballots)]
+
+
 @functools.cache
 def independent_data(n: int = 400, seed: int = 0):
     """Five independent judges better than chance, 20% of ballots with gold."""
-    model = PanelModel(judges=tuple(
-        JudgeModel(j, a, abstain=0.1) for j, a in zip(JUDGES, (0.9, 0.8, 0.75, 0.7, 0.65))))
-    truth, codes = model.sample(n, seed)
+    specs = judges((0.9, 0.8, 0.75, 0.7, 0.65), names=JUDGES, abstain=0.1, seed=seed)
+    requests = SimulatedDataset(n_items=n, seed=seed).generate()
+    truth, codes = simulate_codes(specs, requests)
     gold = np.random.default_rng(seed).permutation(n)[: n // 5]
-    return model, truth, codes, ballots_from_codes(codes, JUDGES, truth=truth, gold_rows=gold)
+    return specs, truth, codes, with_gold_on(simulate_ballots(specs, requests), gold)
 
 
 @functools.cache
@@ -226,14 +257,13 @@ def test_dawid_skene_recovers_planted_confusion_matrices() -> None:
 
 def test_dawid_skene_gold_picks_the_right_optimum_under_an_adversarial_majority() -> None:
     # three independent judges worse than chance outvote two good ones
-    model = PanelModel(judges=(*panel([0.85, 0.85], prefix="good"),
-                               *panel([0.3, 0.3, 0.3], prefix="bad")))
-    truth, codes = model.sample(1000, seed=3)
+    specs = [*judges([0.85, 0.85], prefix="good", seed=3), *judges([0.3] * 3, prefix="bad", seed=3)]
+    truth, codes = simulate_codes(specs, SimulatedDataset(n_items=1000, seed=3).generate())
     gold = np.full(1000, -1)
     gold[:100] = truth[:100]
     unsup = dawid_skene_em(codes, 2).posteriors.argmax(1)
     semi = dawid_skene_em(codes, 2, gold=gold)
-    bayes = (model.bayes_posterior(codes).argmax(1) == truth)[100:].mean()
+    bayes = (bayes_posteriors(specs, UNIFORM, codes, VERDICT).argmax(1) == truth)[100:].mean()
     assert (unsup == truth)[100:].mean() < 0.3  # the label-switched optimum
     assert (semi.posteriors.argmax(1) == truth)[100:].mean() > bayes - 0.01
     assert semi.confusions[2, 0, 0] < 0.4 < semi.confusions[0, 0, 0]
@@ -251,23 +281,27 @@ def _supervised_start(codes: np.ndarray, truth: np.ndarray, rows: np.ndarray) ->
 
 
 def test_grouped_dawid_skene_finds_the_herd_where_plain_dawid_skene_follows_it() -> None:
-    model = PanelModel(judges=(*panel([0.75, 0.7, 0.65], abstain=0.1, prefix="i"),
-                               *(JudgeModel(f"g{i}", 0.7, abstain=0.1, group="g", copy_prob=0.8)
-                                 for i in range(4))), latent_accuracy={"g": 0.5})
-    truth, codes = model.sample(3000, seed=5)
+    # The herd is the grouped model's special case: its leader is the shared latent answer
+    # (copy 1); each echo copies it with probability 0.8. The leader never abstains, as the
+    # grouped model has no latent abstention.
+    specs = [*judges([0.75, 0.7, 0.65], prefix="i", abstain=0.1, seed=1), *herd(4, seed=1)]
+    truth, codes = simulate_codes(specs, SimulatedDataset(n_items=3000, seed=1).generate())
     rows = np.arange(600)
     gold = np.full(3000, -1)
     gold[rows] = truth[rows]
     init = _supervised_start(codes, truth, rows)
     groups = find_groups(codes, 2, init)
+    # exactly the herd on 27 of 30 seeds; on the others one independent judge is linked too
     assert groups == ((3, 4, 5, 6),)
     fitted_model, post = grouped_em(codes, 2, groups, init, gold=gold)
-    bayes = (model.bayes_posterior(codes).argmax(1) == truth)[600:].mean()
+    bayes = (bayes_posteriors(specs, UNIFORM, codes, VERDICT).argmax(1) == truth)[600:].mean()
     plain = (dawid_skene_em(codes, 2, gold=gold).posteriors.argmax(1) == truth)[600:].mean()
     grouped = (post.argmax(1) == truth)[600:].mean()
     assert grouped > bayes - 0.015
-    assert grouped > plain + 0.03
-    assert np.allclose(fitted_model.copy[3:], 0.8, atol=0.12)
+    assert grouped > plain + 0.1
+    assert fitted_model.copy[3] > 0.95  # the leader is the latent answer
+    assert np.allclose(fitted_model.copy[4:], 0.8, atol=0.05)
+    assert np.allclose(fitted_model.copy[:3], 0.0, atol=1e-9)
     assert (fitted_model.log_scores(codes).argmax(1) == post.argmax(1))[600:].mean() > 0.99
 
 
@@ -294,20 +328,19 @@ def test_log_odds_learns_competences_from_gold() -> None:
 
 @functools.cache
 def correlated_panel():
-    """Independent judges, a herd sharing a latent answer, an adversary, abstentions."""
-    model = PanelModel(judges=(
-        *panel([0.75, 0.7, 0.65], abstain=0.1, prefix="i"),
-        *(JudgeModel(f"g{i}", 0.7, abstain=0.1, group="g", copy_prob=0.8) for i in range(4)),
-        JudgeModel("adv", 0.8, abstain=0.1, adversarial=True)), latent_accuracy={"g": 0.55})
+    """Independent judges, a herd copying a mediocre leader, an adversary, abstentions."""
+    specs = [*judges([0.75, 0.7, 0.65], prefix="i", abstain=0.1, seed=11),
+             *herd(4, leader_abstain=0.1, seed=11),
+             SimulatedJudgeSpec(name="adv", default_accuracy=0.2, abstain_rate=0.1, seed=11)]
     n = 800
-    truth, codes = model.sample(n, seed=11)
+    requests = SimulatedDataset(n_items=n, seed=11).generate()
+    truth, codes = simulate_codes(specs, requests)
     gold = np.random.default_rng(11).permutation(n)[: n // 5]
-    ballots = ballots_from_codes(codes, model.names, truth=truth, gold_rows=gold)
-    return model, truth, codes, gold, ballots
+    return specs, truth, codes, gold, with_gold_on(simulate_ballots(specs, requests), gold)
 
 
 def test_calibrated_beats_majority_on_a_correlated_panel_with_an_adversary() -> None:
-    model, truth, codes, gold, ballots = correlated_panel()
+    specs, truth, codes, gold, ballots = correlated_panel()
     cal = Calibrated().fit(ballots)
     scored = np.setdiff1d(np.arange(len(truth)), gold)
 
@@ -315,14 +348,50 @@ def test_calibrated_beats_majority_on_a_correlated_panel_with_an_adversary() -> 
         return float(np.mean([strategy.aggregate(ballots[i]).label == VERDICT[truth[i]]
                               for i in scored]))
 
-    bayes = (model.bayes_posterior(codes).argmax(1) == truth)[scored].mean()
+    bayes = (bayes_posteriors(specs, UNIFORM, codes, VERDICT).argmax(1) == truth)[scored].mean()
     acc_cal, acc_maj = accuracy(cal), accuracy(Majority())
-    assert acc_cal > acc_maj + 0.1
+    assert acc_cal > acc_maj + 0.15
+    # one sample of 640 scored items: over seeds the gap to Bayes has mean 0.3 pp and sd 0.8 pp
     assert acc_cal > bayes - 0.03
     assert cal.weights_["adv"] < 0 < cal.weights_["i0"]
     assert cal.method_ and cal.cv_scores_ and cal.n_gold_ == len(gold)
     d = cal.aggregate(ballots[int(scored[0])])
     assert 0.5 <= d.probability <= 1.0 and d.diagnostics["method"] == cal.method_
+
+
+def gaps_to_bayes(scenario: str, fit, repetitions: int, gold_share: float) -> list[float]:
+    """Bayes-optimal accuracy minus the accuracy of ``fit(ballots)`` on the items without gold,
+    per repetition of a simulated scenario (judge and dataset seeds shifted; the benchmark's
+    protocol)."""
+    sc = load_scenario(ROOT / "scenarios" / scenario)
+    sim = sc.file.dataset.simulate
+    gaps = []
+    for rep in range(repetitions):
+        specs = reseed(sc.judges, rep)
+        requests = sim.model_copy(update={"seed": sim.seed + rep}).generate()
+        ballots = simulate_ballots(specs, requests)
+        n = len(ballots)
+        gold = np.random.default_rng(rep).permutation(n)[: round(gold_share * n)]
+        scored = np.setdiff1d(np.arange(n), gold)
+        truth, codes = simulate_codes(specs, requests)
+        post = bayes_posteriors(specs, sim.prior, codes, ballots[0].labels)
+        strategy = fit(with_gold_on(ballots, gold))
+        acc = np.mean([strategy.aggregate(ballots[i]).label == ballots[i].gold for i in scored])
+        gaps.append(float((post.argmax(1) == truth)[scored].mean() - acc))
+    return gaps
+
+
+def test_target_calibrated_within_1pp_of_bayes_with_a_herd_and_an_adversary() -> None:
+    # 1000 items, 20% gold. One repetition's gap has an sd near 0.8 pp, so the target is checked
+    # on the mean of four (standard error about 0.4 pp).
+    gaps = gaps_to_bayes("sim_correlated.yaml", Calibrated().fit, 4, 0.2)
+    assert np.mean(gaps) < 0.01, gaps
+
+
+def test_target_dawid_skene_within_1pp_of_bayes_on_independent_judges() -> None:
+    gaps = gaps_to_bayes("sim_independent.yaml", DawidSkene().fit, 4, 0.0)
+    assert np.mean(gaps) < 0.01, gaps
+    assert max(gaps) < 0.02, gaps
 
 
 def test_calibrated_uses_position_features_for_pairwise_ballots() -> None:
@@ -397,22 +466,3 @@ def test_position_debiased_turns_a_flip_into_no_vote() -> None:
     assert PositionDebiased().aggregate(only_flips).no_consensus
     # without debiasing the flip would have been two votes
     assert Majority().aggregate(b).label == "y"
-
-
-def test_simulation_bayes_posterior_matches_monte_carlo_frequencies() -> None:
-    model = PanelModel(n_labels=3, prior=(0.5, 0.3, 0.2), judges=(
-        JudgeModel("a", 0.75, abstain=0.2), JudgeModel("adv", 0.8, adversarial=True),
-        *(JudgeModel(f"g{i}", (0.8, 0.6, 0.5), group="g", copy_prob=c)
-          for i, c in enumerate((0.9, 0.6)))), latent_accuracy={"g": 0.4})
-    truth, codes = model.sample(200_000, seed=1)
-    assert abs((codes[:, 0] < 0).mean() - 0.2) < 0.01
-    assert abs((codes[:, 1] == truth).mean() - 0.2) < 0.01  # adversarial: right 1 - 0.8
-    post = model.bayes_posterior(codes)
-    key = (codes + 1) @ (4 ** np.arange(codes.shape[1]))
-    _, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
-    for p in np.argsort(-counts)[:10]:
-        rows = inverse == p
-        empirical = np.bincount(truth[rows], minlength=3) / rows.sum()
-        assert np.abs(empirical - post[rows][0]).max() < 4 / np.sqrt(rows.sum())
-    # the posterior beats every single judge and majority
-    assert (post.argmax(1) == truth).mean() > (codes[:, 0] == truth).mean()

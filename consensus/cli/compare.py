@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from consensus.errors import ConfigError
 from consensus.log import configure_logging
 from consensus.scenario import load_scenario
 
@@ -35,6 +36,9 @@ def compare(
              "rest.")] = 0.2,
     splits: Annotated[int, typer.Option(help="Random gold/score splits (learning only).")] = 10,
     seed: Annotated[int, typer.Option(help="Seed of the splits.")] = 0,
+    by_category: Annotated[bool, typer.Option(
+        "--by-category", help="Compare within each request category separately (learners fit "
+                              "per category), e.g. the LLMBar sets.")] = False,
     out: Annotated[Path | None, typer.Option(help="Directory for compare.csv / .json.")] = None,
     address: Annotated[str | None, typer.Option(help="Join an existing Ray cluster.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
@@ -43,46 +47,69 @@ def compare(
     """Compare strategies (paired, on the same votes) or scenarios (paired by request id)."""
     configure_logging(log_level)
     from consensus.experiments import Contender
+    from consensus.experiments import by_category as cut
     from consensus.experiments import compare as run_compare
     from consensus.runner import poll_scenario
     from strategies.registry import strategy_table
 
+    if not 0 <= gold_fraction < 1:
+        raise ConfigError(f"--gold-fraction must lie in [0, 1), got {gold_fraction}")
+    if splits < 1:
+        raise ConfigError(f"--splits must be at least 1, got {splits}")
     loaded = [load_scenario(p) for p in scenarios]
-    names = strategies.split(",") if strategies else None
+    names = [n.strip() for n in strategies.split(",") if n.strip()] if strategies else None
     if names is None and len(loaded) == 1:
         names = list(strategy_table())
+    variants = {sc.name: [sc.with_strategy(n) for n in names] if names else [sc]
+                for sc in loaded}  # bad names fail here, before any polling
     console = Console(stderr=True)
-    contenders: list[Contender] = []
+    groups: dict[str, list[Contender]] = {}
     for sc in loaded:
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                       console=console, transient=True) as progress:
             task = progress.add_task(f"polling {sc.name}", total=len(sc.requests))
             polled = poll_scenario(sc, address=address,
                                    on_progress=lambda _: progress.advance(task))
-        variants = [sc.with_strategy(n) for n in names] if names else [sc]
-        for v in variants:
-            label = v.strategy.name if len(loaded) == 1 else f"{sc.name}:{v.strategy.name}"
-            contenders.append(Contender(label, polled, v.strategy, sc.file.policy))
+        parts = cut(polled) if by_category else {"all": polled}
         oracle = sc.oracle()
-        if oracle is not None:  # simulated panel: the Bayes-optimal ceiling, from the truth
-            label = oracle.name if len(loaded) == 1 else f"{sc.name}:{oracle.name}"
-            contenders.append(Contender(label, polled, oracle, sc.file.policy))
-    results = run_compare(contenders, gold_fraction=gold_fraction, splits=splits, seed=seed)
-    rows = [r.row() for r in results]
+        prefix = "" if len(loaded) == 1 else f"{sc.name}:"
+        for cat, part in parts.items():
+            group = groups.setdefault(cat, [])
+            for v in variants[sc.name]:
+                group.append(Contender(prefix + v.strategy.name, part, v.strategy,
+                                       sc.file.policy))
+            if oracle is not None:  # simulated panel: the Bayes-optimal ceiling, from the truth
+                group.append(Contender(prefix + oracle.name, part, oracle, sc.file.policy))
+    results: dict[str, list[Result]] = {}
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  console=console, transient=True) as progress:
+        task = progress.add_task("deciding", total=len(groups))
+        for cat, group in groups.items():
+            results[cat] = run_compare(group, gold_fraction=gold_fraction, splits=splits,
+                                       seed=seed)
+            progress.advance(task)
+    rows = [{**({"category": cat} if by_category else {}), **r.row()}
+            for cat, rs in results.items() for r in rs]
     out_dir = out or Path("out") / f"compare-{'-vs-'.join(s.name for s in loaded)}"
     out_dir.mkdir(parents=True, exist_ok=True)
     with (out_dir / "compare.csv").open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    payload = {"gold_fraction": gold_fraction, "splits": splits, "seed": seed, "rows": rows,
-               "fitted": {r.label: _jsonable(r.fitted) for r in results}}
+    payload = {"gold_fraction": gold_fraction, "splits": splits, "seed": seed,
+               "by_category": by_category, "rows": rows,
+               "fitted": {f"{cat}/{r.label}" if by_category else r.label: _jsonable(r.fitted)
+                          for cat, rs in results.items() for r in rs}}
     (out_dir / "compare.json").write_text(json.dumps(payload, indent=2, default=str))
     if as_json:
         print(json.dumps(rows, indent=2))
         return
     wide = Console(width=None if Console().is_terminal else 170)
-    show(wide, results)
+    if by_category:
+        show_matrix(wide, results, splits=splits if any(c.learns for g in groups.values()
+                                                        for c in g) else 1)
+    else:
+        show(wide, results["all"])
     wide.print(f"[dim]wrote {out_dir}/compare.csv and compare.json[/dim]")
 
 
@@ -113,4 +140,28 @@ def show(console: Console, results: list[Result]) -> None:
                   _f(r.block_precision), _f(r.block_recall), _f(s.over_refusal_rate),
                   _f(s.intervention_rate), _f(s.safety_score), _f(r.brier), _f(r.ece),
                   "—" if r.mcnemar_p is None else f"{r.mcnemar_p:.3g}")
+    console.print(t)
+
+
+def show_matrix(console: Console, results: dict[str, list[Result]], *, splits: int) -> None:
+    """Accuracy per contender (rows) and category (columns): the mean over the splits' held-out
+    items, with its standard error when there are several splits; the best of each column bold."""
+    labels = list(dict.fromkeys(r.label for rs in results.values() for r in rs))
+    t = Table(title=f"accuracy % per category (mean of {splits} split(s) ± standard error)")
+    t.add_column("contender", no_wrap=True)
+    for cat, rs in results.items():
+        t.add_column(f"{cat}\n(n={rs[0].n_scored})" if rs else cat, justify="right")
+    cells: dict[str, dict[str, str]] = {lab: {} for lab in labels}
+    for cat, rs in results.items():
+        means = {r.label: r.split_accuracy_mean for r in rs}
+        best = max((m for m in means.values() if m is not None), default=None)
+        for r in rs:
+            m, sd = r.split_accuracy_mean, r.split_accuracy_sd
+            if m is None:
+                cells[r.label][cat] = "—"
+                continue
+            txt = f"{100 * m:.1f}" + (f" ±{100 * sd / splits ** 0.5:.1f}" if sd else "")
+            cells[r.label][cat] = f"[bold]{txt}[/bold]" if m == best else txt
+    for lab in labels:
+        t.add_row(lab, *(cells[lab].get(cat, "—") for cat in results))
     console.print(t)
