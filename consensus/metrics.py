@@ -38,6 +38,7 @@ from consensus.types import (
     finite_or_none,
 )
 
+
 def percentile(values: Sequence[float], q: float) -> float | None:
     """The q-th percentile (linear interpolation), None for no values."""
     return float(np.percentile(values, q)) if len(values) else None

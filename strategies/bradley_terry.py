@@ -9,11 +9,15 @@ strength 1: a Bayesian prior that keeps strengths finite for an unbeaten (or nev
 candidate and makes the fit defined on a disconnected comparison graph. Strengths are reported
 normalised to a geometric mean of 1.
 
-A vote on a pairwise ballot is a choice of one candidate id among ``ballot.labels``.
-:meth:`BradleyTerry.fit` learns strengths of candidate *ids* across ballots (ids must name the same
-entity across requests, e.g. models in an arena); ``aggregate`` then picks the strongest of the
-ballot's candidates, with Luce probabilities. Unfitted, or for a ballot with an id the fit never
-saw, ``aggregate`` fits the ballot's own votes alone (and says so).
+A vote on a pairwise ballot is a choice of one candidate id among ``ballot.labels``. By default
+each ballot is fitted on its own votes: the Luce probabilities of its candidates (with more than
+two candidates, a ranking by strength). With ``pooled=True``, :meth:`BradleyTerry.fit` learns
+strengths of candidate *ids* across ballots, for ids that name the same entity across requests
+(models or systems in an arena); ``aggregate`` then picks the strongest of the ballot's
+candidates. Pooling is off by default because most label spaces do not name entities across
+requests (``accept``/``reject``, or answer positions ``1``/``2``): pooled, it would pick the
+label most often chosen over the whole run. Unfitted, or for a ballot with an id the fit never
+saw, a pooled ``aggregate`` also fits the ballot's own votes alone (and says so).
 
 Example:
     >>> rank([("gpt", "llama"), ("gpt", "mistral"), ("mistral", "llama"), ("gpt", "llama")])[0][0]
@@ -122,6 +126,8 @@ class BradleyTerry:
         tol: Stop when no log-strength changes by more than this.
         prior: Virtual wins and losses per candidate against a reference of strength 1
             (regularisation; 0 for the plain maximum-likelihood fit).
+        pooled: Fit strengths of candidate ids across the run's ballots (see the module
+            docstring); False: every ballot on its own votes, and :meth:`fit` learns nothing.
         tie_rule: How equal strengths are broken.
         seed: Seed for the ``random`` tie rule.
 
@@ -133,6 +139,7 @@ class BradleyTerry:
     n_iter: int = 1000
     tol: float = 1e-8
     prior: float = 1.0
+    pooled: bool = False
     tie_rule: TieRule = "reject"
     seed: int = 0
     name: str = "bradley_terry"
@@ -143,7 +150,9 @@ class BradleyTerry:
         set_learned(self, strengths_=None, n_iter_=0)
 
     def fit(self, ballots: Sequence[Ballot]) -> Self:
-        """Fit strengths of candidate ids from every valid vote in ``ballots``."""
+        """Fit strengths of candidate ids from every valid vote in ``ballots`` (pooled only)."""
+        if not self.pooled:
+            return self
         ch = _ballot_choices(ballots)
         s, it = fit_strengths(ch, prior=self.prior, n_iter=self.n_iter, tol=self.tol)
         set_learned(self, strengths_=dict(zip(ch.items, (float(x) for x in s))), n_iter_=it)
@@ -159,7 +168,8 @@ class BradleyTerry:
         strengths = self.strengths_
         if strengths is None or any(lab not in strengths for lab in ballot.labels):
             diagnostics["fitted_on"] = "this ballot's votes" + (
-                " (not fitted)" if strengths is None else " (candidate unseen in fit)")
+                "" if not self.pooled else " (not fitted)" if strengths is None
+                else " (candidate unseen in fit)")
             ch = _ballot_choices([ballot])
             s, _ = fit_strengths(ch, prior=self.prior, n_iter=self.n_iter, tol=self.tol)
             strengths = dict(zip(ch.items, (float(x) for x in s)))

@@ -14,7 +14,7 @@ three models and lets **cross-validation on the gold it has** set their weights:
 * ``dawid_skene(init=logistic)``: EM over *all* ballots (gold clamped) started from the
   logistic posteriors: independent judges, confusion matrices sharpened by the unlabelled data.
 * ``grouped(init=logistic)``: the same with correlated groups found in the data
-  (:func:`strategies.dawid_skene.find_groups`): a group shares a latent answer its members copy
+  (:func:`strategies.grouped_em.find_groups`): a group shares a latent answer its members copy
   with learned probabilities, so a herd counts for what it is worth.
 
 The decision is a weighted geometric pool of the three (each temperature-scaled); the weights, on
@@ -47,172 +47,33 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple, Protocol, Self
+from typing import Any, Literal, Self
 
 import numpy as np
 from scipy import optimize
-from scipy.special import log_softmax, softmax
+from scipy.special import log_softmax
 
 from consensus.types import Ballot, Decision
+from strategies._combiners import (
+    Candidate,
+    Ensemble,
+    Linear,
+    Model,
+    Panel,
+    describe,
+    fit_candidate,
+)
 from strategies._matrix import (
     FloatArray,
     IntArray,
     VoteMatrix,
-    base_judge,
     decide_from_scores,
     encode,
-    fit_logistic,
     majority_fallback,
-    one_hot,
     set_learned,
     vote_matrix,
 )
 from strategies.base import TieRule
-from strategies.dawid_skene import dawid_skene_em, find_groups, grouped_em
-
-
-class Model(Protocol):
-    """A fitted combiner: unnormalised log-probabilities of label positions from vote codes."""
-
-    def log_scores(self, codes: IntArray) -> FloatArray: ...
-
-
-class Linear(NamedTuple):
-    """Logits = ``one_hot(codes) @ coef + intercept`` (coef: ``(n_judges * K) x K``)."""
-
-    coef: FloatArray
-    intercept: FloatArray
-
-    def log_scores(self, codes: IntArray) -> FloatArray:
-        k = self.intercept.shape[0]
-        return np.asarray(one_hot(np.atleast_2d(codes), k) @ self.coef) + self.intercept
-
-
-class Ensemble(NamedTuple):
-    """Weighted sum of the members' log-probabilities (a geometric pool; weights include each
-    member's temperature)."""
-
-    members: tuple[Model, ...]
-    weights: tuple[float, ...]
-
-    def log_scores(self, codes: IntArray) -> FloatArray:
-        return sum(a * log_softmax(m.log_scores(codes), axis=1)
-                   for a, m in zip(self.weights, self.members))
-
-
-Candidate = tuple[Any, ...]
-"""``("logistic", view, C)``, ``("majority",)``, ``("best_judge",)``, ``("log_odds",)``,
-``("dawid_skene",)``, ``("dawid_skene", init)``, ``("grouped", init)`` or
-``("ensemble", members, weights)``; ``init`` is the candidate whose posteriors start EM."""
-
-
-class _Panel:
-    """The fitted ballots in every feature view a candidate needs."""
-
-    def __init__(self, m: VoteMatrix, svd_rank: int):
-        self.codes = m.codes
-        self.k = k = max(m.n_labels, 2)
-        self.n_options = m.n_options
-        n_j = len(m.judges)
-        self.x = one_hot(m.codes, k).toarray()
-        # paired view: the presentation orders of one judge averaged (a position flip cancels)
-        bases = sorted({base_judge(j) for j in m.judges})
-        group = np.array([bases.index(base_judge(j)) for j in m.judges])
-        size = np.bincount(group, minlength=len(bases))
-        pair = np.zeros((n_j * k, len(bases) * k))
-        for j, g in enumerate(group):
-            pair[j * k:(j + 1) * k, g * k:(g + 1) * k] = np.eye(k) / size[g]
-        self.maps = {"votes": np.eye(n_j * k), "paired": pair}
-        self.has_pairs = len(bases) < n_j
-        self._svd: dict[str, tuple[FloatArray, FloatArray]] = {}
-        self.svd_rank = svd_rank
-
-    def view(self, name: str) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """(features of all items, map back to one-hot coefficients, feature offset).
-
-        ``svd<r>:<base>``: the top ``r`` principal directions of view ``base`` over all fitted
-        ballots, gold or not (transductive: unlabelled ballots shape the features).
-        """
-        if name.startswith("svd"):
-            r_s, base = name[3:].split(":")
-            if base not in self._svd:
-                xb = self.x @ self.maps[base]
-                mu = xb.mean(axis=0)
-                _, _, vt = np.linalg.svd(xb - mu, full_matrices=False)
-                self._svd[base] = (mu, vt[: self.svd_rank].T)
-            mu, basis = self._svd[base]
-            back = self.maps[base] @ basis[:, : int(r_s)]
-            return self.x @ back, back, mu @ basis[:, : int(r_s)]
-        back = self.maps[name]
-        return self.x @ back, back, np.zeros(back.shape[1])
-
-    def scores(self, model: Model, rows: IntArray | slice = slice(None)) -> FloatArray:
-        """``model``'s log-scores on the given rows (linear models use the dense one-hot)."""
-        if isinstance(model, Linear):
-            return self.x[rows] @ model.coef + model.intercept
-        return model.log_scores(self.codes[rows])
-
-    def clamped_posteriors(self, model: Model, rows: IntArray, y: IntArray) -> FloatArray:
-        t = softmax(self.scores(model), axis=1)
-        t[rows] = np.eye(self.k)[y]
-        return t
-
-
-def _laplace_accuracy(codes: IntArray, y: IntArray) -> tuple[FloatArray, FloatArray]:
-    """Per-judge (Laplace-smoothed accuracy on the gold rows, number of gold votes)."""
-    right = (codes == y[:, None]).sum(axis=0)
-    n = (codes >= 0).sum(axis=0)
-    return (right + 1.0) / (n + 2.0), n
-
-
-def _fit_candidate(cand: Candidate, p: _Panel, rows: IntArray, y: IntArray) -> Model:
-    """Fit one candidate on the gold ``rows`` (labels ``y``); unlabelled rows serve EM/SVD."""
-    k = p.k
-    n_j = p.codes.shape[1]
-    vote_eye = np.tile(np.eye(k), (n_j, 1))  # counts of votes per position
-    kind = cand[0]
-    if kind == "ensemble":
-        return Ensemble(tuple(_fit_candidate(c, p, rows, y) for c in cand[1]), cand[2])
-    if kind == "majority":
-        return Linear(vote_eye, np.zeros(k))
-    if kind in ("best_judge", "log_odds"):
-        acc, n = _laplace_accuracy(p.codes[rows], y)
-        if kind == "best_judge":
-            best = int(np.lexsort((-n, -acc))[0])
-            w = np.full(n_j, 1.0 / (n_j + 1))  # the others only break its abstentions
-            w[best] = 1.0
-            return Linear(vote_eye * np.repeat(w, k)[:, None], np.zeros(k))
-        w = np.log(acc * (k - 1) / (1.0 - acc))
-        prior = np.log((np.bincount(y, minlength=k) + 1.0) / (len(y) + k))
-        return Linear(vote_eye * np.repeat(w, k)[:, None], prior)
-    gold = np.full(p.codes.shape[0], -1)
-    gold[rows] = y
-    if kind == "grouped":
-        t = p.clamped_posteriors(_fit_candidate(cand[1], p, rows, y), rows, y)
-        return grouped_em(p.codes, k, find_groups(p.codes, k, t), t, gold=gold, n_iter=20)[0]
-    if kind == "dawid_skene":
-        init = None
-        if len(cand) > 1:
-            init = p.clamped_posteriors(_fit_candidate(cand[1], p, rows, y), rows, y)
-        r = dawid_skene_em(p.codes, k, gold=gold, n_options=p.n_options, init=init)
-        log_pi = np.log(np.maximum(r.confusions, 1e-300)).transpose(0, 2, 1).reshape(n_j * k, k)
-        return Linear(log_pi, np.log(np.maximum(r.priors, 1e-300)))
-    _, view, c = cand
-    feats, back, offset = p.view(view)
-    w, b = fit_logistic(feats[rows], np.eye(k)[y], c)
-    return Linear(back @ w, b - offset @ w)
-
-
-def _describe(cand: Candidate) -> str:
-    if cand[0] == "logistic":
-        return f"logistic({cand[1]}, C={cand[2]:g})"
-    if cand[0] == "ensemble":
-        share = np.asarray(cand[2]) / sum(cand[2])  # weights incl. temperatures, as shares
-        return "stack(" + " + ".join(f"{w:.2f} {_describe(c)}" for c, w in zip(cand[1], share)
-                                     if w > 0) + ")"
-    if len(cand) > 1:
-        return f"{cand[0]}(init={_describe(cand[1])})"
-    return str(cand[0])
 
 
 def _folds(y: IntArray, n_folds: int, rng: np.random.Generator) -> list[IntArray]:
@@ -231,7 +92,7 @@ Challenger = Literal["majority", "best_judge", "log_odds", "dawid_skene", "logis
 class _CrossValidation:
     """Out-of-fold log-scores of candidates on the gold rows, repeated folds, cached."""
 
-    def __init__(self, p: _Panel, rows: IntArray, y: IntArray, n_folds: int, n_repeats: int,
+    def __init__(self, p: Panel, rows: IntArray, y: IntArray, n_folds: int, n_repeats: int,
                  seed: int):
         self.p, self.rows, self.y, self.n_repeats = p, rows, y, n_repeats
         counts = np.bincount(y, minlength=p.k)
@@ -251,7 +112,7 @@ class _CrossValidation:
                 z = np.zeros((self.n_repeats, len(self.rows), self.p.k))
                 for rep, fold in self.splits:
                     train = np.setdiff1d(np.arange(len(self.rows)), fold)
-                    model = _fit_candidate(c, self.p, self.rows[train], self.y[train])
+                    model = fit_candidate(c, self.p, self.rows[train], self.y[train])
                     z[rep, fold] = self.p.scores(model, self.rows[fold])
             self._oof[c] = log_softmax(np.reshape(z, (-1, self.p.k)), axis=1)
         return self._oof[c]
@@ -361,9 +222,9 @@ class Calibrated:
         if not m.judges:
             return self._store(m, Linear(np.zeros((0, k)), np.zeros(k)), "none (no votes)", {},
                                len(rows), None)
-        panel = _Panel(m, max(self.svd_ranks, default=0))
+        panel = Panel(m, max(self.svd_ranks, default=0))
         if len(rows) < self.min_gold or np.unique(y).size < 2:
-            model = _fit_candidate(("dawid_skene",), panel, rows, y)
+            model = fit_candidate(("dawid_skene",), panel, rows, y)
             return self._store(m, model, f"dawid_skene (fallback: {len(rows)} gold)", {},
                                len(rows), None)
         cv = _CrossValidation(panel, rows, y, self.n_folds, self.n_repeats, self.seed)
@@ -389,15 +250,15 @@ class Calibrated:
         if best[0] == "ensemble":  # refit the members that carry weight
             keep = [(c, a) for c, a in zip(best[1], best[2]) if a > 0]
             best = ("ensemble", tuple(c for c, _ in keep), tuple(a for _, a in keep))
-            model: Model = _fit_candidate(best, panel, rows, y)
+            model: Model = fit_candidate(best, panel, rows, y)
         else:
-            model = Ensemble((_fit_candidate(best, panel, rows, y),), (cv.temperature(best),))
-        scores = {_describe(c): {"accuracy": float(a.mean()),
+            model = Ensemble((fit_candidate(best, panel, rows, y),), (cv.temperature(best),))
+        scores = {describe(c): {"accuracy": float(a.mean()),
                                  "log_loss": float(cv.item_loss(c).mean())}
                   for c, a in acc.items()}
-        return self._store(m, model, _describe(best), scores, len(rows), lr[2])
+        return self._store(m, model, describe(best), scores, len(rows), lr[2])
 
-    def _rivals(self, panel: _Panel) -> list[Candidate]:
+    def _rivals(self, panel: Panel) -> list[Candidate]:
         out: list[Candidate] = []
         for name in self.challengers:
             if name == "logistic_votes":

@@ -7,8 +7,16 @@ from pathlib import Path
 import pytest
 
 from consensus.constitution import (
-    Constitution, KeywordsCheck, LengthCheck, PiiCheck, RefusalCheck, RegexCheck,
-    constitution_json_schema, lint, load_constitution, parse_constitution,
+    Constitution,
+    KeywordsCheck,
+    LengthCheck,
+    PiiCheck,
+    RefusalCheck,
+    RegexCheck,
+    constitution_json_schema,
+    lint,
+    load_constitution,
+    parse_constitution,
 )
 from consensus.errors import ConfigError
 

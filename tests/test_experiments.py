@@ -92,6 +92,88 @@ def test_learners_never_see_the_gold_of_what_they_are_scored_on():
     assert res.split_accuracy_mean is not None and res.split_accuracy_sd is not None
 
 
+@dataclass
+class Alternating:
+    """A learner that is right-minded after odd-numbered fits and contrary after even ones."""
+
+    name: str = "alternating"
+    fits: int = 0
+
+    def fit(self, ballots):
+        self.fits += 1
+        return self
+
+    def aggregate(self, ballot: Ballot) -> Decision:
+        d = Majority(name=self.name).aggregate(ballot)
+        if self.fits % 2 == 1:
+            return d
+        flip = {"accept": "reject", "reject": "accept"}
+        return d.model_copy(update={"label": flip.get(d.label, d.label)})
+
+
+def held_accuracy(p: Polled, seen: set[str], label_of) -> float:
+    hits = [label_of(r) == r.gold["a"] for r in p.requests if r.id not in seen]
+    return float(np.mean(hits))
+
+
+def test_split_accuracies_come_from_each_split_own_fit():
+    p = polled(120)
+    spy, alt = SpyLearner(), Alternating()
+    _, res = compare([Contender("spy", p, spy), Contender("alt", p, alt)], splits=4)
+    maj = {r.id: Majority().aggregate(ballot_of(p, r)).label for r in p.requests}
+    flip = {"accept": "reject", "reject": "accept"}
+    want = [held_accuracy(p, seen, lambda r: maj[r.id] if k % 2 == 0 else flip[maj[r.id]])
+            for k, seen in enumerate(spy.seen)]
+    assert res.split_accuracy_mean == pytest.approx(np.mean(want))
+    assert res.split_accuracy_sd == pytest.approx(np.std(want)) and res.split_accuracy_sd > 0.1
+
+
+def test_non_learners_are_decided_once_and_scored_on_every_split_held_set():
+    p = polled(120)
+    spy = SpyLearner()
+    _, res = compare([Contender("spy", p, spy), Contender("maj", p, Majority())], splits=4)
+    maj = {r.id: Majority().aggregate(ballot_of(p, r)).label for r in p.requests}
+    want = [held_accuracy(p, seen, lambda r: maj[r.id]) for seen in spy.seen]
+    assert res.n_scored == 120  # a non-learner is scored on every request
+    assert res.split_accuracy_mean == pytest.approx(np.mean(want))
+
+
+def test_by_category_cuts_a_polled_scenario():
+    from dataclasses import replace
+
+    from consensus.experiments import by_category
+
+    p = polled(30)
+    reqs = tuple(r.model_copy(update={"category": "odd" if i % 2 else None})
+                 for i, r in enumerate(p.requests))
+    parts = by_category(replace(p, requests=reqs))
+    assert list(parts) == ["-", "odd"]
+    assert [len(x.requests) for x in parts.values()] == [15, 15]
+    assert all(set(x.votes) == {r.id for r in x.requests} for x in parts.values())
+
+
+def test_a_run_fits_learners_without_gold():
+    import asyncio
+
+    from consensus.coordinator import Coordinator
+
+    p = polled(40)
+
+    class Recorded:
+        size = 3
+
+        async def poll(self, request):
+            return p.votes[request.id]
+
+    spy = SpyLearner()
+    outcomes = asyncio.run(Coordinator(Recorded(), spy).run(p.requests))
+    assert spy.seen == [set()] and len(outcomes) == 40
+
+
+def ballot_of(p: Polled, r: Request) -> Ballot:
+    return Ballot.for_subject(r, "a", p.votes[r.id])
+
+
 def test_sweep_trades_harm_for_false_blocks():
     p = polled(300)
     probs = accept_probabilities(p, MeanScore())

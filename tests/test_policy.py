@@ -122,6 +122,8 @@ def test_every_log_line_carries_run_and_request_ids_and_no_secret(capsys):
                                        note="Bearer abc.def.ghi")
     finally:
         structlog.contextvars.clear_contextvars()
+        # the logger factory holds the captured stream, which pytest closes after this test
+        structlog.reset_defaults()
     lines = [json.loads(x) for x in capsys.readouterr().err.splitlines() if x.strip()]
     decided = [x for x in lines if x["event"] == "decided"]
     assert {x["request_id"] for x in decided} == {"r0", "r1", "r2"}

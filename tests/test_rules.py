@@ -12,7 +12,13 @@ from hypothesis import strategies as st
 from consensus.constitution import Constitution, load_constitution, parse_constitution
 from consensus.types import Candidate, Request, Vote
 from judges.rules import (
-    RulesJudge, RulesJudgeSpec, entropy, iban_ok, keyword_regex, luhn_ok, mask,
+    RulesJudge,
+    RulesJudgeSpec,
+    entropy,
+    iban_ok,
+    keyword_regex,
+    luhn_ok,
+    mask,
 )
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,7 +10,6 @@ import sys
 from collections import Counter
 
 import numpy as np
-
 import pytest
 
 from tests.conftest import ROOT

@@ -135,13 +135,9 @@ def test_offline_ballots_are_the_judges_votes(tmp_path, prior, label):
 @pytest.mark.ray
 @pytest.mark.parametrize(("prior", "label"), SMALL_PRIORS)
 def test_offline_ballots_equal_the_ray_run(ray_session, tmp_path, prior, label):
-    import structlog
-
     from consensus.coordinator import ballots_of
     from consensus.runner import poll_scenario
 
-    # test_policy.py's configure_logging leaves structlog printing to a closed capture stream
-    structlog.reset_defaults()
     sc = small_scenario(tmp_path, prior, label)
     polled = poll_scenario(sc)
     on_ray = [b for r in polled.requests for b in ballots_of(r, polled.votes[r.id])]

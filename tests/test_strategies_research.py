@@ -22,7 +22,8 @@ from judges.simulated_offline import bayes_posteriors, reseed, simulate_ballots,
 from strategies._matrix import fit_logistic, one_hot
 from strategies.bradley_terry import BradleyTerry, rank
 from strategies.calibrated import Calibrated
-from strategies.dawid_skene import DawidSkene, _em, dawid_skene_em, find_groups, grouped_em
+from strategies.dawid_skene import DawidSkene, _em, dawid_skene_em
+from strategies.grouped_em import find_groups, grouped_em
 from strategies.log_odds import LogOdds
 from strategies.majority import Majority
 from strategies.position_debiased import PositionDebiased, debias
@@ -163,12 +164,18 @@ def test_log_odds_weights_a_strong_judge_over_two_weak_ones() -> None:
 
 def test_bradley_terry_toy_ballot_and_unseen_candidates() -> None:
     pair = ("x", "y")
-    bt = BradleyTerry().fit([make_ballot({"a": "x", "b": "x", "c": "y"}, labels=pair)] * 5)
+    bt = BradleyTerry(pooled=True).fit(
+        [make_ballot({"a": "x", "b": "x", "c": "y"}, labels=pair)] * 5)
     assert bt.ranking()[0][0] == "x"
     d = bt.aggregate(make_ballot({"a": "y"}, labels=pair))
     assert d.label == "x"  # the fitted strengths decide, not this ballot's lone vote
     d = bt.aggregate(make_ballot({"a": "z"}, labels=("y", "z")))
     assert d.label == "z" and "unseen" in d.diagnostics["fitted_on"]
+    # not pooled (the default): the fit learns nothing, every ballot speaks for itself
+    alone = BradleyTerry().fit([make_ballot({"a": "x", "b": "x", "c": "y"}, labels=pair)] * 5)
+    assert alone.strengths_ is None
+    d = alone.aggregate(make_ballot({"a": "y"}, labels=pair))
+    assert d.label == "y" and d.diagnostics["fitted_on"] == "this ballot's votes"
 
 
 # --- hypothesis invariants ----------------------------------------------------------------------
@@ -444,7 +451,7 @@ def test_bradley_terry_recovers_the_order_of_planted_strengths() -> None:
     # the same through pairwise ballots; probabilities are Luce's among the ballot's candidates
     ballots = [make_ballot({"j": w}, labels=tuple(sorted((w, l))), rid=f"r{i}")
                for i, (w, l) in enumerate(comparisons)]
-    bt = BradleyTerry().fit(ballots)
+    bt = BradleyTerry(pooled=True).fit(ballots)
     d = bt.aggregate(make_ballot({"j": "m3"}, labels=("m1", "m3")))
     assert d.label == "m1"
     assert d.probabilities["m1"] == pytest.approx(
