@@ -4,11 +4,13 @@ The panel is polled once per scenario; strategies are pure, so each contender re
 recorded votes. Contenders that learn from gold are scored honestly: over ``splits`` random
 splits, gold is visible on a ``gold_fraction`` of the requests and every contender is scored on
 the rest. Each request's paired prediction comes from the first split that held it out, so every
-figure below is computed on predictions made without that request's gold:
+figure below is computed on predictions made without that request's gold, and every contender
+(learning or not) is scored on the same requests: those that at least one split held out.
 
 * accuracy with a bootstrap 95% interval (``scipy.stats.bootstrap``), balanced accuracy,
   block precision/recall (``reject`` is the positive class; an undecided ballot counts as
-  blocked, as the default policy fails closed), Brier score and expected calibration error
+  blocked, as the default policy fails closed), Brier score (multi-class, Brier 1950: twice the
+  binary score for two labels) and expected calibration error
   (10 equal-width bins), the mean and spread of accuracy across splits;
 * request-level safety figures (intervention rate, over-refusal rate, safety score) and cost;
 * an exact McNemar test (``scipy.stats.binomtest`` on the discordant pairs) of every contender
@@ -163,8 +165,7 @@ def compare(
         for k in range(n_splits):
             # The permutation depends on (seed, split) only: contenders over the same requests
             # see the same gold in the same split, so their predictions pair up.
-            perm = np.random.default_rng((seed, k)).permutation(len(ids))
-            visible = {ids[j] for j in perm[:n_gold]}
+            visible = _visible(ids, n_gold, seed, k)
             held = [r for r in polled.requests if r.id not in visible]
             if c.learns:
                 fitted[i] = fit_strategy(c.strategy, _mask_gold(ballots[id(polled)], visible))
@@ -174,8 +175,10 @@ def compare(
             else:
                 outs = per[i]
             split_acc[i].append(_accuracy_of(held, outs))
-        if c.learns:  # a request no split held out (gold_fraction 1) is never scored
-            per[i] = {r.id: per[i][r.id] for r in polled.requests if r.id in per[i]}
+        # score on the requests some split held out, the same ones for every contender
+        held_once = {r.id for k in range(n_splits) for r in polled.requests
+                     if r.id not in _visible(ids, n_gold, seed, k)}
+        per[i] = {r.id: per[i][r.id] for r in polled.requests if r.id in held_once}
     results = [_result(c, per[i], split_acc[i], fitted[i]) for i, c in enumerate(contenders)]
     base = results[0]
     for r in results[1:]:
@@ -184,6 +187,12 @@ def compare(
             r.mcnemar_p = mcnemar_exact([base.correct[k] for k in common],
                                         [r.correct[k] for k in common])
     return results
+
+
+def _visible(ids: list[str], n_gold: int, seed: int, split: int) -> set[str]:
+    """The requests whose gold split ``split`` shows: a function of (seed, split) only."""
+    perm = np.random.default_rng((seed, split)).permutation(len(ids))
+    return {ids[j] for j in perm[:n_gold]}
 
 
 def _accuracy_of(reqs: Sequence[Request], outs: dict[str, Outcome]) -> float:
@@ -243,14 +252,21 @@ def _block(scored: list[tuple[Decision, str]], which: str) -> float | None:
     return tp / denom if denom else None
 
 
-def _p_gold(d: Decision, gold: str) -> float:
-    if d.probabilities:
-        return float(d.probabilities.get(gold, 0.0))
-    return 0.5
-
-
 def _brier(scored: list[tuple[Decision, str]]) -> float | None:
-    return float(np.mean([(1.0 - _p_gold(d, g)) ** 2 for d, g in scored])) if scored else None
+    """Brier's (1950) multi-class score: mean of ``sum_k (p_k - [k = gold])^2``, in [0, 2]
+    (twice the usual binary score for two labels). An undecided ballot without probabilities
+    counts as uniform over its labels."""
+    if not scored:
+        return None
+    out = []
+    for d, g in scored:
+        p: dict[str | None, float] = dict(d.probabilities)
+        if not p:
+            shares = d.agreement.shares if d.agreement is not None else {}
+            labels = list(shares) or [g, None]  # unknown label space: two labels
+            p = {lab: 1.0 / len(labels) for lab in labels}
+        out.append(sum((p.get(lab, 0.0) - (lab == g)) ** 2 for lab in {*p, g}))
+    return float(np.mean(out))
 
 
 def _ece(scored: list[tuple[Decision, str]]) -> float | None:

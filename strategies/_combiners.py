@@ -14,7 +14,15 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 from scipy.special import log_softmax, softmax
 
-from strategies._matrix import FloatArray, IntArray, VoteMatrix, base_judge, fit_logistic, one_hot
+from strategies._matrix import (
+    FloatArray,
+    IntArray,
+    VoteMatrix,
+    base_judge,
+    fit_logistic,
+    gold_accuracy,
+    one_hot,
+)
 from strategies.dawid_skene import dawid_skene_em
 from strategies.grouped_em import find_groups, grouped_em
 
@@ -106,13 +114,6 @@ class Panel:
         return t
 
 
-def _laplace_accuracy(codes: IntArray, y: IntArray) -> tuple[FloatArray, FloatArray]:
-    """Per-judge (Laplace-smoothed accuracy on the gold rows, number of gold votes)."""
-    right = (codes == y[:, None]).sum(axis=0)
-    n = (codes >= 0).sum(axis=0)
-    return (right + 1.0) / (n + 2.0), n
-
-
 def fit_candidate(cand: Candidate, p: Panel, rows: IntArray, y: IntArray) -> Model:
     """Fit one candidate on the gold ``rows`` (labels ``y``); unlabelled rows serve EM/SVD."""
     k = p.k
@@ -124,7 +125,7 @@ def fit_candidate(cand: Candidate, p: Panel, rows: IntArray, y: IntArray) -> Mod
     if kind == "majority":
         return Linear(vote_eye, np.zeros(k))
     if kind in ("best_judge", "log_odds"):
-        acc, n = _laplace_accuracy(p.codes[rows], y)
+        acc, n = gold_accuracy(p.codes[rows], y, k)
         if kind == "best_judge":
             best = int(np.lexsort((-n, -acc))[0])
             w = np.full(n_j, 1.0 / (n_j + 1))  # the others only break its abstentions

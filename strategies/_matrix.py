@@ -242,6 +242,21 @@ def decide_from_scores(
     )
 
 
+def gold_accuracy(codes: IntArray, y: IntArray, k: int) -> tuple[FloatArray, IntArray]:
+    """Per judge: accuracy on the gold rows smoothed towards chance, ``(right + 1) / (n + K)``
+    (a judge without gold votes sits at ``1/K``: no evidence either way), and ``n``, its
+    number of gold votes.
+
+    Example:
+        >>> acc, n = gold_accuracy(np.array([[0, -1], [1, -1]]), np.array([0, 1]), 3)
+        >>> acc.round(3).tolist(), n.tolist()
+        ([0.6, 0.333], [2, 0])
+    """
+    right = (codes == y[:, None]).sum(axis=0)
+    n = (codes >= 0).sum(axis=0)
+    return (right + 1.0) / (n + k), n
+
+
 def fit_logistic(
     x: FloatArray, y: FloatArray, c: float, *, max_iter: int = 100, tol: float = 1e-8,
 ) -> tuple[FloatArray, FloatArray]:

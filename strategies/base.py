@@ -55,7 +55,11 @@ class LearningStrategy(Strategy, Protocol):
 
 
 def learns(strategy: Strategy) -> bool:
-    """Whether ``strategy`` learns from a batch of ballots (has ``fit``)."""
+    """Whether ``strategy`` learns from a batch of ballots: its ``learns`` attribute when it has
+    one (a strategy whose ``fit`` is sometimes a no-op says so), else whether it has ``fit``."""
+    flag = getattr(strategy, "learns", None)
+    if isinstance(flag, bool):
+        return flag
     return callable(getattr(strategy, "fit", None))
 
 

@@ -149,6 +149,11 @@ class BradleyTerry:
             raise ValueError("prior must be >= 0 and n_iter >= 1")
         set_learned(self, strengths_=None, n_iter_=0)
 
+    @property
+    def learns(self) -> bool:
+        """Only a pooled fit learns anything."""
+        return self.pooled
+
     def fit(self, ballots: Sequence[Ballot]) -> Self:
         """Fit strengths of candidate ids from every valid vote in ``ballots`` (pooled only)."""
         if not self.pooled:

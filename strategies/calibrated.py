@@ -225,7 +225,7 @@ class Calibrated:
         panel = Panel(m, max(self.svd_ranks, default=0))
         if len(rows) < self.min_gold or np.unique(y).size < 2:
             model = fit_candidate(("dawid_skene",), panel, rows, y)
-            return self._store(m, model, f"dawid_skene (fallback: {len(rows)} gold)", {},
+            return self._store(m, model, f"dawid_skene (fallback: {len(rows)} gold, {np.unique(y).size} gold class(es))", {},
                                len(rows), None)
         cv = _CrossValidation(panel, rows, y, self.n_folds, self.n_repeats, self.seed)
         lr = min((("logistic", "paired", c) for c in self.c_grid),

@@ -9,13 +9,15 @@ alternates the M-step (expected counts -> confusions, priors) and the E-step (po
 the mean log-likelihood per item changes by less than ``tol`` or ``n_iter`` is reached.
 
 Semi-supervised use: ballots that carry ``gold`` have their posterior *clamped* to the gold label
-in every E-step, so they anchor the confusion matrices; and EM then starts from the parameters the
-gold alone implies (Laplace-smoothed) instead of from majority vote. That picks the right one of
-the label-switched optima when most judges are worse than chance. It cannot fix a misspecified
-model: judges that copy a shared answer look, to an independence model, like judges that agree
-because they are right; :func:`strategies.grouped_em.grouped_em` models such groups (a shared
-latent answer per group, found by :func:`strategies.grouped_em.find_groups`). ``aggregate`` never reads ``ballot.gold``: it decides from the
-votes and the learned parameters.
+in every E-step, so they anchor the confusion matrices. EM also runs a second time, started from
+the parameters the gold alone implies (Laplace-smoothed); that run is kept when it predicts the
+gold far better (``GOLD_START_MARGIN``). It picks the right one of the label-switched optima when
+most judges are worse than chance, without letting a handful of hard gold items flip an honest
+panel. It cannot fix a misspecified model: judges that copy a shared answer look, to an
+independence model, like judges that agree because they are right;
+:func:`strategies.grouped_em.grouped_em` models such groups (a shared latent answer per group,
+found by :func:`strategies.grouped_em.find_groups`). ``aggregate`` never reads ``ballot.gold``: it
+decides from the votes and the learned parameters.
 
 Labels are ballot *positions* (see ``strategies._matrix``): for pairwise ballots the confusion
 matrix reads "judge picks position l when position k is better", which captures position bias.
@@ -151,21 +153,54 @@ def dawid_skene_em(
     gold = np.full(n, -1, dtype=np.int64) if gold is None else np.asarray(gold)
     n_options = np.full(n, n_labels, dtype=np.int64) if n_options is None else n_options
     groups = _patterns(codes, gold, n_options)
-    if groups is None:
-        return _em(codes, n_labels, gold, n_options, None, init, n_iter, tol, smoothing, variant)
-    first, inverse, weights = groups
-    if init is not None:
-        init = np.stack([np.bincount(inverse, weights=init[:, c], minlength=first.size)
-                         for c in range(n_labels)], axis=1) / weights[:, None]
-    r = _em(codes[first], n_labels, gold[first], n_options[first], weights, init, n_iter, tol,
-            smoothing, variant)
-    return r._replace(posteriors=r.posteriors[inverse])
+    weights = None
+    if groups is not None:
+        first, inverse, weights = groups
+        codes, gold, n_options = codes[first], gold[first], n_options[first]
+        if init is not None:
+            init = np.stack([np.bincount(inverse, weights=init[:, c], minlength=first.size)
+                             for c in range(n_labels)], axis=1) / weights[:, None]
+    args = (codes, n_labels, gold, n_options, weights)
+    r = _em(*args, init, n_iter, tol, smoothing, variant)
+    if init is None and 0 < int((gold >= 0).sum()) < codes.shape[0]:
+        # Gold can also pick the other optimum: one where most judges are worse than chance (a
+        # majority sharing a distractor's preference), which a majority-vote start never
+        # reaches. EM from the parameters the gold alone implies finds it; it is kept only if
+        # it predicts the gold (from the votes alone) better by GOLD_START_MARGIN nats:
+        # the optima fit the unlabelled votes equally well, and with a handful of gold items,
+        # a few that the panel gets wrong must not flip an honest panel.
+        alt = _em(*args, None, n_iter, tol, smoothing, variant, gold_start=True)
+        if (_gold_log_lik(alt, *args) - _gold_log_lik(r, *args)) > GOLD_START_MARGIN:
+            r = alt
+    return r if groups is None else r._replace(posteriors=r.posteriors[inverse])
+
+
+GOLD_START_MARGIN = float(np.log(1000.0))
+"""Evidence (nats) the gold must give the gold-started optimum over the majority-started one:
+prior odds of 1000 to 1 that a panel is not worse than chance."""
+
+
+def _gold_log_lik(r: EMResult, codes: IntArray, k: int, gold: IntArray, n_options: IntArray,
+                  weights: FloatArray | None) -> float:
+    """Log-probability of the gold labels from the votes alone under a fitted model."""
+    rows = np.flatnonzero(gold >= 0)
+    n_j = codes.shape[1]
+    log_pi = np.log(np.maximum(r.confusions, _TINY)).transpose(0, 2, 1).reshape(n_j * k, k)
+    z = np.asarray(one_hot(codes[rows], k) @ log_pi) + np.log(np.maximum(r.priors, _TINY))
+    z = np.where(np.arange(k)[None, :] < n_options[rows, None], z, -np.inf)
+    z -= z.max(axis=1, keepdims=True)
+    log_p = z[np.arange(rows.size), gold[rows]] - np.log(np.exp(z).sum(axis=1))
+    w = np.ones(rows.size) if weights is None else weights[rows]
+    return float(w @ log_p)
 
 
 def _em(
     codes: IntArray, k: int, gold: IntArray, n_options: IntArray, weights: FloatArray | None,
     init: FloatArray | None, n_iter: int, tol: float, smoothing: float, variant: Variant,
+    *, gold_start: bool = False,
 ) -> EMResult:
+    """EM from ``init`` (default majority vote); ``gold_start``: the first M-step reads the gold
+    rows alone (Laplace-smoothed) instead."""
     n, n_j = codes.shape
     w = np.ones(n) if weights is None else weights
     x = one_hot(codes, k)
@@ -184,9 +219,6 @@ def _em(
     confusions = np.full((n_j, k, k), 1.0 / k)
     priors = np.full(k, 1.0 / k)
     total_w = float(w.sum())
-    # with gold and no explicit start, the first M-step reads the gold alone (Laplace-smoothed):
-    # a majority-vote start would hand EM the answer of a majority that shares a failure mode
-    gold_start = init is None and 0 < clamp_rows.size < n
     for it in range(1, n_iter + 1):
         # M-step: expected counts[j, l, k] = sum_i w_i T[i, k] [codes[i, j] == l]
         first_gold = gold_start and it == 1

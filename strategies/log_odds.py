@@ -41,6 +41,7 @@ from strategies._matrix import (
     FloatArray,
     ballot_codes,
     decide_from_scores,
+    gold_accuracy,
     majority_fallback,
     set_learned,
     vote_matrix,
@@ -121,9 +122,8 @@ class LogOdds:
                 log_prior = np.log((np.bincount(y, minlength=k) + 1.0) / (y.size + k))
         elif self.source == "gold" and y.size:
             codes = m.codes[gold_rows]
-            right = (codes == y[:, None]).sum(axis=0)
-            voted = (codes >= 0).sum(axis=0)
-            comp = {j: float((r + 1.0) / (v + 2.0)) for j, r, v in zip(m.judges, right, voted)}
+            acc, _ = gold_accuracy(codes, y, k)
+            comp = {j: float(a) for j, a in zip(m.judges, acc)}
             log_prior = np.log((np.bincount(y, minlength=k) + 1.0) / (y.size + k))
         else:
             ds = DawidSkene(n_iter=self.n_iter, tol=self.tol, variant="one_coin").fit_matrix(m)
@@ -144,6 +144,11 @@ class LogOdds:
             return majority_fallback(ballot, strategy=self.name, tie_rule=self.tie_rule,
                                      seed=self.seed, why="not fitted and no competences given")
         k = len(ballot.labels)
+        if self.source_ != "given" and self.log_prior_ is not None and k > len(self.log_prior_):
+            # competences measured on fewer labels do not transfer (chance is lower here)
+            return majority_fallback(
+                ballot, strategy=self.name, tie_rule=self.tie_rule, seed=self.seed,
+                why=f"ballot has {k} labels, fitted on {len(self.log_prior_)}")
         votes = ballot_codes(ballot)
         unknown = sorted(j for j in votes if j not in self.competences_)
         diagnostics: dict[str, Any] = {"ignored_judges": unknown, "source": self.source_}

@@ -35,7 +35,7 @@ from typing import Any, Self
 
 from consensus.types import Ballot, Decision, Vote
 from strategies._matrix import SWAP_SUFFIX, base_judge
-from strategies.base import Strategy
+from strategies.base import Strategy, learns
 
 
 def debias(ballot: Ballot) -> tuple[Ballot, list[str], list[str]]:
@@ -96,11 +96,19 @@ class PositionDebiased:
             raise ValueError(f"base must be a strategy name, spec or instance, got {self.base!r}")
         object.__setattr__(self, "_inner", inner)  # derived state, not a field
 
+    @property
+    def learns(self) -> bool:
+        """As the base strategy."""
+        return learns(self._inner)
+
     def fit(self, ballots: Sequence[Ballot]) -> Self:
         """Debias ``ballots`` and fit the base strategy on them (when it learns)."""
-        fit = getattr(self._inner, "fit", None)
-        if fit is not None:
-            fit([debias(b)[0] for b in ballots])
+        if learns(self._inner):
+            inner = self._inner.fit([debias(b)[0] for b in ballots])  # type: ignore[attr-defined]
+            object.__setattr__(self, "_inner", inner)
+            # the base's learned attributes, so that experiments report them
+            object.__setattr__(self, "base_", {k: v for k, v in vars(inner).items()
+                                               if k.endswith("_") and not k.startswith("_")})
         return self
 
     def aggregate(self, ballot: Ballot) -> Decision:

@@ -71,8 +71,9 @@ def test_compare_runs_every_registered_strategy_against_the_bayes_ceiling(tmp_pa
     rows = {r["contender"]: r for r in json.loads(proc.stdout)}
     assert set(rows) == {n for n, _ in DEFAULT_STRATEGIES} | {"bayes_optimal"}
     bayes = rows["bayes_optimal"]["accuracy"]
-    # learners are scored on held-out requests only (each from a split that hid its gold)
-    assert rows["calibrated"]["n_scored"] < 1000 == rows["majority"]["n_scored"]
+    # every contender is scored on the same requests: those some split held out
+    assert len({r["n_scored"] for r in rows.values()}) == 1
+    assert 900 < rows["majority"]["n_scored"] < 1000
     # a correlated herd misleads majority and unsupervised EM; a few gold labels fix it
     assert rows["calibrated"]["accuracy"] >= bayes - 0.02
     assert rows["calibrated"]["accuracy"] >= rows["majority"]["accuracy"] + 0.15

@@ -37,6 +37,22 @@ def polled(n: int = 200, seed: int = 0, accs=(0.9, 0.7, 0.6)) -> Polled:
                   tuple(f"j{j}" for j in range(len(accs))))
 
 
+def test_brier_is_twice_sklearn_binary_score_and_undecided_is_uniform():
+    from sklearn.metrics import brier_score_loss
+
+    p = polled(150)
+    (res,) = compare([Contender("mean", p, MeanScore())])
+    decided = {r.id: MeanScore().aggregate(Ballot.for_subject(r, "a", p.votes[r.id]))
+               for r in p.requests}
+    y = [r.gold["a"] == "reject" for r in p.requests]
+    p_reject = [decided[r.id].probabilities["reject"] for r in p.requests]
+    assert res.brier == pytest.approx(2 * brier_score_loss(y, p_reject))
+    # a ballot nobody voted on: no consensus, scored as 1/2 each -> (1/2)^2 + (1/2)^2
+    silent = Polled("s", p.requests[:1], {p.requests[0].id: ()}, {p.requests[0].id: 0.0}, 3, ())
+    (res,) = compare([Contender("maj", silent, Majority())])
+    assert res.brier == pytest.approx(0.5)
+
+
 def test_mcnemar_matches_statsmodels():
     from statsmodels.stats.contingency_tables import mcnemar
 
@@ -57,7 +73,7 @@ def test_compare_is_paired_and_figures_are_consistent():
     assert lo <= maj.accuracy <= hi and hi - lo < 0.2
     assert same.mcnemar_p == 1.0 and same.accuracy == maj.accuracy
     assert veto.block_recall >= maj.block_recall  # veto blocks at least as much
-    assert 0 <= maj.brier <= 1 and 0 <= maj.ece <= 1
+    assert 0 <= maj.brier <= 2 and 0 <= maj.ece <= 1
     row = maj.row()
     assert row["accuracy"] == maj.accuracy and row["false_block_rate"] is not None
 

@@ -276,6 +276,29 @@ def test_dawid_skene_gold_picks_the_right_optimum_under_an_adversarial_majority(
     assert semi.confusions[2, 0, 0] < 0.4 < semi.confusions[0, 0, 0]
 
 
+def test_a_few_gold_items_do_not_flip_an_honest_panel() -> None:
+    # Five judges better than chance. A gold-only EM start reads one or two items the panel gets
+    # wrong as "these judges are contrarians"; the gold must outweigh 1000:1 odds to be believed.
+    specs = judges([0.8, 0.75, 0.7, 0.65, 0.6], abstain=0.3, seed=7)
+    truth, codes = simulate_codes(specs, SimulatedDataset(n_items=1000, seed=7).generate())
+    post = dawid_skene_em(codes, 2).posteriors
+    unsup = (post.argmax(1) == truth).mean()
+    panel_wrong = np.flatnonzero((post.argmax(1) != truth) & (post.max(1) > 0.9))
+    for n_gold in (1, 2):  # the worst case: gold only where the panel is confidently wrong
+        gold = np.full(1000, -1)
+        gold[panel_wrong[:n_gold]] = truth[panel_wrong[:n_gold]]
+        assert (dawid_skene_em(codes, 2, gold=gold).posteriors.argmax(1) == truth).mean() \
+            > unsup - 0.01
+    rng = np.random.default_rng(0)
+    for n_gold in (1, 2, 3, 5, 10):  # random gold, as in compare's splits: never a collapse
+        for _ in range(20):
+            gold = np.full(1000, -1)
+            rows = rng.permutation(1000)[:n_gold]
+            gold[rows] = truth[rows]
+            acc = (dawid_skene_em(codes, 2, gold=gold).posteriors.argmax(1) == truth).mean()
+            assert acc > unsup - 0.02, n_gold
+
+
 def _supervised_start(codes: np.ndarray, truth: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Posteriors of an L2 logistic regression on the gold rows, gold rows clamped."""
     x = one_hot(codes, 2).toarray()
@@ -331,6 +354,27 @@ def test_log_odds_learns_competences_from_gold() -> None:
     *_, ballots = independent_data()
     no_gold = [b.model_copy(update={"gold": None}) for b in ballots]
     assert LogOdds().fit(no_gold).source_ == "dawid_skene (no gold)"
+
+
+def test_log_odds_gives_a_judge_without_gold_votes_no_weight() -> None:
+    # three labels: "m" is right on 5 of 10 gold items (better than chance, 1/3); "u" never
+    # voted on gold, so nothing is known about it: chance competence, weight 0
+    three = ("x", "y", "z")
+    gold = ["x", "y", "z", "x", "y", "z", "x", "y", "z", "x"]
+    said = ["x", "y", "z", "x", "y", "x", "y", "z", "x", "y"]  # right on the first five
+    data = [make_ballot({"m": v, "u": None}, labels=three, rid=f"g{i}", gold=g)
+            for i, (v, g) in enumerate(zip(said, gold))]
+    data.append(make_ballot({"m": None, "u": "x"}, labels=three, rid="free"))
+    lo = LogOdds(prior=False).fit(data)
+    assert lo.competences_["m"] == pytest.approx(6 / 13)
+    assert lo.competences_["u"] == pytest.approx(1 / 3) and lo.weights_["u"] == pytest.approx(0)
+    d = lo.aggregate(make_ballot({"m": "y", "u": "z"}, labels=three))
+    assert d.label == "y"
+    # competences measured on two labels do not carry over to four: majority, and it says so
+    two = LogOdds().fit([make_ballot({"m": "accept"}, rid=f"b{i}", gold="accept")
+                         for i in range(5)])
+    d = two.aggregate(make_ballot({"m": "a", "u": "b", "v": "b"}, labels=("a", "b", "c", "d")))
+    assert d.label == "b" and "fitted on 2" in d.reason
 
 
 @functools.cache

@@ -145,9 +145,13 @@ def show(console: Console, results: list[Result]) -> None:
 
 def show_matrix(console: Console, results: dict[str, list[Result]], *, splits: int) -> None:
     """Accuracy per contender (rows) and category (columns): the mean over the splits' held-out
-    items, with its standard error when there are several splits; the best of each column bold."""
+    items and, with several splits, the split-to-split spread (SD / sqrt(splits)). The spread
+    says how much the choice of gold moves a figure; it is not a confidence interval for the
+    accuracy (those are in compare.csv, bootstrapped). The best of each column is bold."""
     labels = list(dict.fromkeys(r.label for rs in results.values() for r in rs))
-    t = Table(title=f"accuracy % per category (mean of {splits} split(s) ± standard error)")
+    t = Table(title=f"accuracy % per category: mean of {splits} split(s) of the held-out items"
+                    + (" ± split spread (SD/√splits; not a CI: see compare.csv)"
+                       if splits > 1 else ""))
     t.add_column("contender", no_wrap=True)
     for cat, rs in results.items():
         t.add_column(f"{cat}\n(n={rs[0].n_scored})" if rs else cat, justify="right")
