@@ -141,6 +141,11 @@ def show(console: Console, results: list[Result]) -> None:
                   _f(s.intervention_rate), _f(s.safety_score), _f(r.brier), _f(r.ece),
                   "—" if r.mcnemar_p is None else f"{r.mcnemar_p:.3g}")
     console.print(t)
+    panels = {r.summary.scenario: r.summary for r in results}  # agreement and cost: per panel
+    for name, s in panels.items():
+        console.print(f"[dim]{name}: Krippendorff's alpha {_f(s.krippendorff_alpha)}, Fleiss' "
+                      f"kappa {_f(s.fleiss_kappa)}, effective judges {_f(s.effective_judges)}, "
+                      f"panel cost ${s.cost_usd:.4f} on the scored requests[/dim]")
 
 
 def show_matrix(console: Console, results: dict[str, list[Result]], *, splits: int) -> None:
