@@ -8,14 +8,18 @@ from typing import Annotated, Literal
 import typer
 
 from judges.registry import judge_kinds
-from strategies.registry import strategy_class, strategy_table
+from strategies.base import learns
+from strategies.registry import build_strategy, strategy_class, strategy_table
 
 
 def strategies() -> None:
     """List the registered strategies with their one-line description."""
-    for name in strategy_table():
-        doc = (strategy_class(name).__doc__ or "").strip().splitlines()[0]
-        typer.echo(f"{name:14s} {doc}")
+    names = list(strategy_table())
+    width = max(map(len, names))
+    for name in names:
+        doc = (strategy_class(name).__doc__ or "").strip().splitlines()[0].replace("``", "`")
+        learner = "learns" if learns(build_strategy(name)) else ""  # with default parameters
+        typer.echo(f"{name:{width}s}  {learner:6s}  {doc}")
 
 
 def judges() -> None:
