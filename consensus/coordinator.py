@@ -167,10 +167,12 @@ class Coordinator:
         policy: Quorum and intervention policy.
     """
 
-    def __init__(self, panel: Any, strategy: Strategy, policy: Policy | None = None):
+    def __init__(self, panel: Any, strategy: Strategy, policy: Policy | None = None, *,
+                 refit: bool = True):
         self.panel = panel
         self.strategy = strategy
         self.policy = policy or Policy()
+        self.refit = refit  # False: the strategy was fitted beforehand (e.g. on labelled data)
 
     def aggregate(self, ballot: Ballot) -> Decision:
         """Quorum check, then the strategy."""
@@ -219,7 +221,7 @@ class Coordinator:
         learning from gold). ``on_outcome`` is called as each outcome is concluded.
         """
         sem = asyncio.Semaphore(concurrency)
-        learning = learns(self.strategy)
+        learning = self.refit and learns(self.strategy)
 
         async def one(req: Request) -> tuple[tuple[Vote, ...], float] | Outcome:
             async with sem:

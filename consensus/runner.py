@@ -24,7 +24,8 @@ from typing import Any
 import ray
 import structlog
 
-from consensus.coordinator import Coordinator, Panel
+from consensus.coordinator import Coordinator, Panel, ballots_of
+from consensus.errors import ConfigError
 from consensus.experiments import Polled
 from consensus.metrics import summarize
 from consensus.reports.files import (
@@ -34,9 +35,10 @@ from consensus.reports.files import (
     write_votes_csv,
 )
 from consensus.reports.html import write_report
-from consensus.scenario import Scenario
+from consensus.scenario import Scenario, load_scenario
 from consensus.store import Store
 from consensus.types import Outcome, Request, RunSummary, Vote
+from strategies.base import Strategy, fit_strategy, learns
 
 log = structlog.get_logger("consensus.runner")
 
@@ -72,6 +74,7 @@ def run_scenario(
 ) -> RunResult:
     """Run ``scenario`` and write the output directory contract into ``out_dir``."""
     ensure_ray(address)
+    strategy, fitted_on = fit_beforehand(scenario, address=address)
     out_dir.mkdir(parents=True, exist_ok=True)
     run_id = f"{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     structlog.contextvars.bind_contextvars(run_id=run_id)
@@ -83,11 +86,9 @@ def run_scenario(
     panel = Panel.start(scenario.judges, scenario.base_dir)
     try:
         if not panel.specs:
-            from consensus.errors import ConfigError
-
             raise ConfigError(f"no judge of the panel can run: {panel.disabled}",
                               source=str(scenario.source), field="panel")
-        coord = Coordinator(panel, scenario.strategy, scenario.file.policy)
+        coord = Coordinator(panel, strategy, scenario.file.policy, refit=fitted_on is None)
         (out_dir / "decisions.jsonl").unlink(missing_ok=True)
         with DecisionLog(out_dir / "decisions.jsonl") as jsonl:
 
@@ -109,7 +110,7 @@ def run_scenario(
         scenario=scenario.name, strategy=strategy_name, run_id=run_id,
         requests=scenario.requests, outcomes=outcomes, judges=[j.name for j in panel.specs],
         wall_time_s=time.perf_counter() - start, disabled=panel.disabled,
-    )
+    ).model_copy(update={"fitted_on": fitted_on})
     store.finish_run(run_id, summary)
     store.close()
     write_summary(out_dir / "summary.json", summary)
@@ -118,6 +119,37 @@ def run_scenario(
     write_report(out_dir / "report.html", summary, outcomes, scenario.requests)
     log.info("run_done", accuracy=summary.accuracy, wall_time_s=round(summary.wall_time_s, 2))
     return RunResult(run_id, out_dir, summary, outcomes)
+
+
+def fit_beforehand(
+    scenario: Scenario, *, address: str | None = None
+) -> tuple[Strategy, str | None]:
+    """Fit the scenario's learning strategy on its ``fit_on`` scenario, votes and gold.
+
+    Returns the strategy to run and a description of the fit (None when nothing was fitted:
+    no ``fit_on``, or a strategy that does not learn, which is logged).
+    """
+    source = scenario.fit_source()
+    strategy = scenario.strategy
+    if source is None:
+        return strategy, None
+    if not learns(strategy):
+        log.warning("fit_on_ignored", strategy=strategy.name, reason="strategy does not learn")
+        return strategy, None
+    labelled = load_scenario(source)
+    if not any(r.gold for r in labelled.requests):
+        raise ConfigError(f"{source} has no gold labels to fit on", source=str(scenario.source),
+                          field="fit_on")
+    polled = poll_scenario(labelled, address=address)
+    ballots = [b for r in polled.requests for b in ballots_of(r, polled.votes[r.id])]
+    n_gold = sum(b.gold is not None for b in ballots)
+    unknown = sorted({j.name for j in scenario.judges} - set(polled.judges))
+    fitted = fit_strategy(strategy, ballots)
+    method = getattr(fitted, "method_", None) or getattr(fitted, "source_", None)
+    about = f"{labelled.name} ({n_gold} gold ballots" + (f"; {method}" if method else "") + ")"
+    log.info("fitted_beforehand", strategy=strategy.name, on=labelled.name, n_gold=n_gold,
+             method=method, judges_not_in_fit=unknown)
+    return fitted, about
 
 
 def poll_scenario(

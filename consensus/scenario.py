@@ -127,6 +127,11 @@ class ScenarioFile(BaseModel):
     dataset: str | DatasetSpec = Field(description="Requests: a path or a dataset mapping.")
     panel: list[dict[str, Any]] = Field(description="Judge specs; each has a name and a kind.")
     strategy: str | dict[str, Any] = Field(default="majority", description="Aggregation.")
+    fit_on: str | None = Field(
+        default=None,
+        description="A labelled scenario (path relative to this file) whose votes and gold fit "
+                    "a learning strategy before the run; its panel names the same judges. "
+                    "Without it a learner fits on the run's own votes, gold hidden.")
     policy: Policy = Field(default_factory=Policy, description="Quorum and interventions.")
     seed: int = Field(default=0, description="Seed for every random choice of the run.")
     concurrency: int = Field(default=32, ge=1, description="Requests in flight.")
@@ -166,6 +171,13 @@ class Scenario:
         if not all(isinstance(j, SimulatedJudgeSpec) for j in self.judges):
             return None
         return BayesOracle({j.name: j for j in self.judges}, ds.simulate.prior)  # type: ignore[misc]
+
+    def fit_source(self) -> Path | None:
+        """The labelled scenario named by ``fit_on``, as a path (None without one)."""
+        if self.file.fit_on is None:
+            return None
+        p = Path(self.file.fit_on)
+        return p if p.is_absolute() else self.base_dir / p
 
     def with_strategy(self, spec: str | dict[str, Any]) -> Scenario:
         """The same scenario with another strategy."""
@@ -210,7 +222,11 @@ def load_scenario(path: str | Path, *, strategy: str | dict[str, Any] | None = N
         raise ConfigError("a panel needs at least one judge", source=src, field="panel")
     built = _strategy(strategy if strategy is not None else doc.strategy, judges, src)
     requests = load_requests(path.parent, doc.dataset, src)
-    return Scenario(path, doc, judges, requests, built)
+    scenario = Scenario(path, doc, judges, requests, built)
+    fit_source = scenario.fit_source()
+    if fit_source is not None and not fit_source.is_file():
+        raise ConfigError(f"no scenario file at {fit_source}", source=src, field="fit_on")
+    return scenario
 
 
 def _judge_specs(data: Any, index: int, path: Path) -> list[JudgeSpecBase]:

@@ -398,6 +398,10 @@ class RunSummary(_Frozen):
     latency_p99_s: float | None = Field(default=None, description="p99 decision latency.")
     cost_usd: float = Field(default=0.0, description="Sum of known judge costs.")
     wall_time_s: float = Field(default=0.0, description="Run wall time.")
+    fitted_on: str | None = Field(
+        default=None, description="The labelled scenario a learning strategy was fitted on, "
+                                  "with its gold count and the method chosen (None: not fitted "
+                                  "beforehand).")
     by_category: dict[str, dict[str, float | int | None]] = Field(
         default_factory=dict, description="n, accuracy, intervention_rate per request category."
     )

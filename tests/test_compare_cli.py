@@ -98,3 +98,26 @@ def test_compare_by_category_fits_learners_within_each_llmbar_set(tmp_path):
     assert acc[("Adversarial/Neighbor", "log_odds")] > 0.85
     with (tmp_path / "compare.csv").open() as fh:
         assert next(csv.DictReader(fh))["category"] in sets
+
+
+def test_run_deploys_a_strategy_fitted_beforehand_on_labelled_votes(tmp_path):
+    """`fit_on`: calibrated learns on sim_herd's gold, then decides new items without theirs."""
+    proc = cli("run", "scenarios/sim_herd_live.yaml", "--out", str(tmp_path / "cal"), "--json")
+    fitted = json.loads(proc.stdout)
+    assert fitted["fitted_on"].startswith("sim_herd (1200 gold ballots")
+    proc = cli("run", "scenarios/sim_herd_live.yaml", "--strategy", "majority",
+               "--out", str(tmp_path / "maj"), "--json")
+    plain = json.loads(proc.stdout)
+    assert plain["fitted_on"] is None  # majority learns nothing: fit_on is ignored (and logged)
+    # the herd misleads majority; weights learned on other labelled items carry over
+    assert plain["accuracy"] < 0.65 and fitted["accuracy"] > plain["accuracy"] + 0.2
+
+
+def test_fit_on_errors_name_the_file_and_field(tmp_path):
+    live = (ROOT / "scenarios" / "sim_herd_live.yaml").read_text()
+    bad = tmp_path / "live.yaml"
+    bad.write_text(live.replace("fit_on: sim_herd.yaml", "fit_on: missing.yaml"))
+    proc = subprocess.run([sys.executable, "-m", "consensus.cli.app", "validate", str(bad)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 2 and "fit_on" in proc.stderr and "missing.yaml" in proc.stderr
+    assert "Traceback" not in proc.stderr
