@@ -204,4 +204,5 @@ def summary_rows(summary: RunSummary) -> list[tuple[str, Any]]:
         ("latency p50 (s)", summary.latency_p50_s),
         ("latency p99 (s)", summary.latency_p99_s),
         ("wall time (s)", summary.wall_time_s),
+        *((("strategy fitted on", summary.fitted_on),) if summary.fitted_on else ()),
     ]

@@ -54,7 +54,8 @@ _TEMPLATE = """<!doctype html>
 <h1>{{ s.scenario }} <span class="mute">· {{ s.strategy }}</span></h1>
 <div class="sub">run {{ s.run_id }} · {{ s.n_requests }} requests · {{ s.per_judge|length }} judges
  · {{ "%.1f"|format(s.wall_time_s) }} s{% if s.disabled_judges %} · not run:
- {% for n, why in s.disabled_judges.items() %}{{ n }} ({{ why }}){% if not loop.last %}, {% endif %}{% endfor %}{% endif %}</div>
+ {% for n, why in s.disabled_judges.items() %}{{ n }} ({{ why }}){% if not loop.last %}, {% endif %}{% endfor %}{% endif %}
+ {% if s.fitted_on %} · strategy fitted on {{ s.fitted_on }}{% endif %}</div>
 
 <div class="cards">
 {% for k, v in cards %}<div class="card"><div class="v">{{ v }}</div><div class="k">{{ k }}</div></div>
