@@ -166,6 +166,12 @@ def crowdkit_frame(ds: Dataset) -> Any:
     return pd.DataFrame(rows, columns=["task", "worker", "label"])
 
 
+def hide_gold(ballots: list[Ballot], keep: set[int]) -> list[Ballot]:
+    """``ballots`` with their gold only at the positions in ``keep``."""
+    return [b if i in keep else b.model_copy(update={"gold": None})
+            for i, b in enumerate(ballots)]
+
+
 def accuracy_of(strategy: Any, ballots: list[Ballot]) -> float:
     """Share of ``ballots`` whose decided label equals their gold."""
     return float(np.mean([strategy.aggregate(b).label == b.gold for b in ballots]))
@@ -266,9 +272,7 @@ def section_llmbar(sets: dict[str, Dataset], n_splits: int, quiet: bool) -> list
             perm = np.random.default_rng(split).permutation(n)
             n_gold = round(0.2 * n)
             gold_rows, scored = np.sort(perm[:n_gold]), np.sort(perm[n_gold:])
-            keep = set(gold_rows.tolist())
-            run = [b if i in keep else b.model_copy(update={"gold": None})
-                   for i, b in enumerate(ballots)]
+            run = hide_gold(ballots, set(gold_rows.tolist()))
             cal = Calibrated().fit(run)
             methods[cal.method_.split("(")[0]] = methods.get(cal.method_.split("(")[0], 0) + 1
             lo = LogOdds().fit(run)
@@ -329,9 +333,8 @@ def section_sims(paths: Sequence[Path], n_seeds: int, n_items: int | None,
             ballots = simulate_ballots(specs, requests)
             n = len(ballots)
             gold_rows = set(np.random.default_rng(seed).permutation(n)[: n // 5].tolist())
-            run = [b if i in gold_rows else b.model_copy(update={"gold": None})
-                   for i, b in enumerate(ballots)]
-            no_gold = [b.model_copy(update={"gold": None}) for b in ballots]
+            run = hide_gold(ballots, gold_rows)
+            no_gold = hide_gold(ballots, set())
             scored = [i for i in range(n) if i not in gold_rows]
             m = vote_matrix(ballots, judges=[j.name for j in specs])
             post = bayes_posteriors(specs, sim.prior, m.codes, ballots[0].labels)
