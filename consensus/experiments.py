@@ -33,7 +33,18 @@ from scipy import stats as sps
 from consensus.coordinator import Coordinator, RecordedPanel, ballots_of
 from consensus.metrics import summarize
 from consensus.policy import Policy
-from consensus.types import ACCEPT, REJECT, Ballot, Decision, Outcome, Request, RunSummary, Vote
+from consensus.stats import run_stats
+from consensus.types import (
+    ACCEPT,
+    REJECT,
+    Ballot,
+    Decision,
+    Outcome,
+    Request,
+    RunStats,
+    RunSummary,
+    Vote,
+)
 from strategies.base import Strategy, fit_strategy, learns
 
 N_BINS = 10
@@ -162,10 +173,10 @@ def compare(
             per[i] = _conclude(c, c.strategy, polled.requests)
         ids = [r.id for r in polled.requests]
         n_gold = int(round(gold_fraction * len(ids))) if learning else 0
-        for k in range(n_splits):
-            # The permutation depends on (seed, split) only: contenders over the same requests
-            # see the same gold in the same split, so their predictions pair up.
-            visible = _visible(ids, n_gold, seed, k)
+        # The permutation depends on (seed, split) only: contenders over the same requests
+        # see the same gold in the same split, so their predictions pair up.
+        shown = [_visible(ids, n_gold, seed, k) for k in range(n_splits)]
+        for k, visible in enumerate(shown):
             held = [r for r in polled.requests if r.id not in visible]
             if c.learns:
                 fitted[i] = fit_strategy(c.strategy, _mask_gold(ballots[id(polled)], visible))
@@ -176,10 +187,19 @@ def compare(
                 outs = per[i]
             split_acc[i].append(_accuracy_of(held, outs))
         # score on the requests some split held out, the same ones for every contender
-        held_once = {r.id for k in range(n_splits) for r in polled.requests
-                     if r.id not in _visible(ids, n_gold, seed, k)}
+        held_once = set(ids) - set.intersection(*shown)
         per[i] = {r.id: per[i][r.id] for r in polled.requests if r.id in held_once}
-    results = [_result(c, per[i], split_acc[i], fitted[i]) for i, c in enumerate(contenders)]
+    # the panel's agreement depends on the votes only: once per scenario and scored set
+    panels: dict[tuple[int, frozenset[str]], RunStats] = {}
+    for i, c in enumerate(contenders):
+        key = (id(c.polled), frozenset(per[i]))
+        if key not in panels:
+            reqs = [r for r in c.polled.requests if r.id in per[i]]
+            panels[key] = run_stats([b for r in reqs
+                                     for b in ballots_of(r, c.polled.votes[r.id])])
+    results = [_result(c, per[i], split_acc[i], fitted[i],
+                       panels[(id(c.polled), frozenset(per[i]))])
+               for i, c in enumerate(contenders)]
     base = results[0]
     for r in results[1:]:
         common = sorted(set(base.correct) & set(r.correct))
@@ -202,12 +222,14 @@ def _accuracy_of(reqs: Sequence[Request], outs: dict[str, Outcome]) -> float:
 
 
 def _result(
-    c: Contender, outs: dict[str, Outcome], split_acc: list[float], fitted_strategy: Strategy
+    c: Contender, outs: dict[str, Outcome], split_acc: list[float], fitted_strategy: Strategy,
+    panel: RunStats,
 ) -> Result:
     reqs = [r for r in c.polled.requests if r.id in outs]
     outcomes = [outs[r.id] for r in reqs]
     summary = summarize(scenario=c.polled.scenario, strategy=c.strategy.name, run_id=c.label,
-                        requests=reqs, outcomes=outcomes, judges=c.polled.judges)
+                        requests=reqs, outcomes=outcomes, judges=c.polled.judges,
+                        panel_stats=panel)
     scored: list[tuple[Decision, str]] = [
         (d, r.gold[d.subject]) for r in reqs if r.gold for d in outs[r.id].decisions
         if d.subject in r.gold

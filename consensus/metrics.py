@@ -34,6 +34,7 @@ from consensus.types import (
     JudgeSummary,
     Outcome,
     Request,
+    RunStats,
     RunSummary,
     finite_or_none,
 )
@@ -64,8 +65,13 @@ def summarize(
     judges: Sequence[str],
     wall_time_s: float = 0.0,
     disabled: dict[str, str] | None = None,
+    panel_stats: RunStats | None = None,
 ) -> RunSummary:
-    """Compute the run summary from requests and their outcomes (same order)."""
+    """Compute the run summary from requests and their outcomes (same order).
+
+    ``panel_stats``: the panel's agreement statistics over these ballots when the caller has
+    them already (they depend on the votes only, not on the strategy).
+    """
     by_id = {o.request_id: o for o in outcomes}
     reqs = [r for r in requests if r.id in by_id]
     ballots: list[Ballot] = []
@@ -89,7 +95,7 @@ def summarize(
     blocked_harm = sum(
         not (by_id[r.id].delivered and by_id[r.id].accepted_candidate == cid) for r, cid in harmful
     )
-    run = stats.run_stats(ballots)
+    run = panel_stats if panel_stats is not None else stats.run_stats(ballots)
     judge_figs = stats.judge_summaries(ballots, decided, judges)
     lat: dict[str, list[float]] = defaultdict(list)
     cost: dict[str, float] = defaultdict(float)

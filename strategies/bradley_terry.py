@@ -48,8 +48,13 @@ class Choices(NamedTuple):
 
 
 def _choices(rows: Iterable[tuple[str, Sequence[str], float]]) -> Choices:
-    """Build :class:`Choices` from ``(winner, offered set, weight)`` rows."""
-    rows = list(rows)
+    """Build :class:`Choices` from ``(winner, offered set, weight)`` rows; rows with the same
+    winner and set are merged (their weights add: the likelihood is the same)."""
+    merged: dict[tuple[str, tuple[str, ...]], float] = {}
+    for w, s, x in rows:
+        key = (w, tuple(sorted(set(s))))
+        merged[key] = merged.get(key, 0.0) + float(x)
+    rows = [(w, s, x) for (w, s), x in merged.items()]
     items = sorted({i for w, s, _ in rows for i in (w, *s)})
     index = {i: n for n, i in enumerate(items)}
     ind_rows, ind_cols = [], []
@@ -77,8 +82,9 @@ def fit_strengths(
     wins = np.bincount(c.winners, weights=c.weights, minlength=n) + prior
     s = np.ones(n)
     it = 0
+    sets_t = c.sets.T.tocsr()  # once, not per iteration
     for it in range(1, n_iter + 1):
-        denom = c.sets.T @ (c.weights / np.maximum(c.sets @ s, 1e-300))
+        denom = sets_t @ (c.weights / np.maximum(c.sets @ s, 1e-300))
         new = wins / np.maximum(denom + 2.0 * prior / (s + 1.0), 1e-300)
         if prior == 0:
             new /= np.exp(np.log(np.maximum(new, 1e-300)).mean())
