@@ -52,6 +52,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from consensus.coordinator import mask_gold
 from consensus.scenario import load_scenario
 from consensus.types import Ballot, Vote
 from judges.simulated_offline import bayes_posteriors, reseed, simulate_ballots
@@ -166,12 +167,6 @@ def crowdkit_frame(ds: Dataset) -> Any:
     return pd.DataFrame(rows, columns=["task", "worker", "label"])
 
 
-def hide_gold(ballots: list[Ballot], keep: set[int]) -> list[Ballot]:
-    """``ballots`` with their gold only at the positions in ``keep``."""
-    return [b if i in keep else b.model_copy(update={"gold": None})
-            for i, b in enumerate(ballots)]
-
-
 def accuracy_of(strategy: Any, ballots: list[Ballot]) -> float:
     """Share of ``ballots`` whose decided label equals their gold."""
     return float(np.mean([strategy.aggregate(b).label == b.gold for b in ballots]))
@@ -185,7 +180,7 @@ def section_real(datasets: list[Dataset]) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"data": ds.name, "items": len(ballots)}
         row["majority"] = accuracy_of(Majority(tie_rule="random"), ballots)
         t = time.perf_counter()
-        dsk = DawidSkene().fit([b.model_copy(update={"gold": None}) for b in ballots])
+        dsk = DawidSkene().fit(mask_gold(ballots))
         row["ds"] = accuracy_of(dsk, ballots)
         row["ds_s"] = time.perf_counter() - t
         if ck is not None:
@@ -272,7 +267,7 @@ def section_llmbar(sets: dict[str, Dataset], n_splits: int, quiet: bool) -> list
             perm = np.random.default_rng(split).permutation(n)
             n_gold = round(0.2 * n)
             gold_rows, scored = np.sort(perm[:n_gold]), np.sort(perm[n_gold:])
-            run = hide_gold(ballots, set(gold_rows.tolist()))
+            run = mask_gold(ballots, {ballots[i].request_id for i in gold_rows})
             cal = Calibrated().fit(run)
             methods[cal.method_.split("(")[0]] = methods.get(cal.method_.split("(")[0], 0) + 1
             lo = LogOdds().fit(run)
@@ -333,8 +328,8 @@ def section_sims(paths: Sequence[Path], n_seeds: int, n_items: int | None,
             ballots = simulate_ballots(specs, requests)
             n = len(ballots)
             gold_rows = set(np.random.default_rng(seed).permutation(n)[: n // 5].tolist())
-            run = hide_gold(ballots, gold_rows)
-            no_gold = hide_gold(ballots, set())
+            run = mask_gold(ballots, {ballots[i].request_id for i in gold_rows})
+            no_gold = mask_gold(ballots)
             scored = [i for i in range(n) if i not in gold_rows]
             m = vote_matrix(ballots, judges=[j.name for j in specs])
             post = bayes_posteriors(specs, sim.prior, m.codes, ballots[0].labels)

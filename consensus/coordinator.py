@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,6 +158,13 @@ def ballots_of(request: Request, votes: Sequence[Vote]) -> list[Ballot]:
     ]
 
 
+def mask_gold(ballots: Sequence[Ballot], visible: Collection[str] = ()) -> list[Ballot]:
+    """``ballots`` with gold kept only on the requests in ``visible`` (none by default): what
+    a learning strategy may see when it is fitted."""
+    return [b if b.request_id in visible else b.model_copy(update={"gold": None})
+            for b in ballots]
+
+
 class Coordinator:
     """Panel + strategy + policy: decides requests.
 
@@ -238,10 +245,9 @@ class Coordinator:
         polled = await asyncio.gather(*(one(r) for r in requests))
         if not learning:
             return list(polled)  # type: ignore[arg-type]
-        all_ballots = [b.model_copy(update={"gold": None})
-                       for r, (votes, _) in zip(requests, polled, strict=True)  # type: ignore[misc]
+        all_ballots = [b for r, (votes, _) in zip(requests, polled, strict=True)  # type: ignore[misc]
                        for b in ballots_of(r, votes)]
-        self.strategy = fit_strategy(self.strategy, all_ballots)
+        self.strategy = fit_strategy(self.strategy, mask_gold(all_ballots))
         outcomes = []
         for r, (votes, latency) in zip(requests, polled, strict=True):  # type: ignore[misc]
             outcome = self.conclude(r, votes, latency)

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
-from consensus.coordinator import Coordinator, RecordedPanel, ballots_of
+from consensus.coordinator import Coordinator, RecordedPanel, ballots_of, mask_gold
 from consensus.metrics import summarize
 from consensus.policy import Policy
 from consensus.stats import run_stats
@@ -124,10 +124,6 @@ def mcnemar_exact(a: Sequence[bool], b: Sequence[bool]) -> float:
     return float(sps.binomtest(min(n01, n10), n01 + n10, 0.5).pvalue)
 
 
-def _mask_gold(ballots: list[Ballot], visible: set[str]) -> list[Ballot]:
-    return [b if b.request_id in visible else b.model_copy(update={"gold": None}) for b in ballots]
-
-
 def _conclude(c: Contender, strategy: Strategy, targets: Sequence[Request]) -> dict[str, Outcome]:
     coord = Coordinator(RecordedPanel(c.polled.panel_size), strategy, c.policy)
     votes, latency = c.polled.votes, c.polled.latency_s
@@ -179,7 +175,7 @@ def compare(
         for k, visible in enumerate(shown):
             held = [r for r in polled.requests if r.id not in visible]
             if c.learns:
-                fitted[i] = fit_strategy(c.strategy, _mask_gold(ballots[id(polled)], visible))
+                fitted[i] = fit_strategy(c.strategy, mask_gold(ballots[id(polled)], visible))
                 outs = _conclude(c, fitted[i], held)
                 for rid, o in outs.items():
                     per[i].setdefault(rid, o)

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from consensus.coordinator import Coordinator, RecordedPanel, ballots_of
+from consensus.coordinator import Coordinator, RecordedPanel, ballots_of, mask_gold
 from consensus.experiments import Polled
 from consensus.policy import Policy
 from consensus.types import ACCEPT, REJECT
@@ -53,7 +53,7 @@ def accept_probabilities(
     """P(accept) per verdict ballot under ``strategy`` (learners fit without gold)."""
     ballots = [b for r in polled.requests if r.task == "verdict"
                for b in ballots_of(r, polled.votes[r.id])]
-    strategy = fit_strategy(strategy, [b.model_copy(update={"gold": None}) for b in ballots])
+    strategy = fit_strategy(strategy, mask_gold(ballots))
     coord = Coordinator(RecordedPanel(polled.panel_size), strategy, policy or Policy())
     out = {}
     for b in ballots:
