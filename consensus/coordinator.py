@@ -4,9 +4,10 @@ One request, end to end:
 
 1. :meth:`Panel.poll` sends every (judge, candidate) call at once: one Ray call per host carrying
    all the calls that host serves for the request; it never awaits one before sending the next.
-   Each call is bounded by its judge's ``timeout_s`` inside the host, and the whole batch by the
-   largest timeout plus a grace period here, so a dead or hung actor costs abstentions, not a
-   stuck request. Ray errors are translated into abstentions in exactly this one place.
+   Each call is bounded by its judge's ``timeout_s`` inside the host, and each host's batch by
+   the largest timeout *of that host's judges* plus a grace period here, so a dead or hung actor
+   costs abstentions, not a stuck request, and a slow host never holds up the votes of another.
+   Ray errors are translated into abstentions in exactly this one place.
 2. The votes form one :class:`Ballot` per subject; a ballot with fewer valid votes than the
    policy's quorum is "no consensus" without asking the strategy.
 3. The strategy decides each ballot; the :class:`Policy` maps decisions to an action.
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,17 +34,20 @@ from typing import Any
 import ray
 import structlog
 
+from consensus.errors import ConfigError
 from consensus.policy import Policy
 from consensus.types import Ballot, Decision, Outcome, Request, Vote
-from judges.actor import plan_hosts, start_host
+from judges.actor import plan_hosts, start_host, start_payloads
 from judges.base import JudgeSpecBase
 from judges.registry import prepare
 from strategies.base import Strategy, agreement_of, fit_strategy, learns, no_consensus
 
 log = structlog.get_logger("consensus.coordinator")
 
-GRACE_S = 5.0
-"""Extra wait beyond the largest judge timeout before a host's whole batch is given up."""
+GRACE_S = 2.0
+"""Extra wait beyond a host's largest judge timeout before its whole batch is given up."""
+START_TIMEOUT_S = 120.0
+"""How long starting a panel may take (actors scheduled, judges built) before it is an error."""
 
 
 @dataclass
@@ -61,6 +65,8 @@ class Panel:
     disabled: dict[str, str] = field(default_factory=dict)
     hosts: dict[str, Any] = field(default_factory=dict)
     routes: dict[str, str] = field(default_factory=dict)
+    store: Any = None
+    """The :class:`~judges.actor.PayloadStore` the hosts build their judges from."""
 
     @classmethod
     def start(
@@ -68,8 +74,17 @@ class Panel:
         specs: Sequence[JudgeSpecBase],
         base_dir: Path,
         environ: dict[str, str] | None = None,
+        *,
+        payloads: Mapping[str, Any] | None = None,
+        timeout_s: float = START_TIMEOUT_S,
     ) -> Panel:
-        """Prepare payloads in the driver, start one actor per host, wait until all are ready."""
+        """Start one actor per host and wait until all are ready, at most ``timeout_s``.
+
+        ``payloads`` are the judges' files as the scenario loader read them (by judge name);
+        judges without one are prepared here, in the driver. A panel that asks for more CPUs
+        than the cluster has, or whose actors are not ready in time, is a ConfigError (the
+        actors started are stopped), never a wait without end.
+        """
         enabled, disabled = [], {}
         for s in specs:
             missing = s.missing_env(environ)
@@ -78,13 +93,30 @@ class Panel:
             else:
                 enabled.append(s)
         cache: dict[Any, Any] = {}
-        payloads = {s.name: prepare(s, base_dir, cache) for s in enabled}
-        panel = cls(specs=enabled, disabled=disabled)
-        for host, host_specs in plan_hosts(enabled).items():
-            panel.hosts[host] = start_host(host, [(s, payloads[s.name]) for s in host_specs])
+        given = payloads or {}
+        ready_payloads = {s.name: given[s.name] if s.name in given else prepare(s, base_dir, cache)
+                          for s in enabled}
+        plan = plan_hosts(enabled)
+        _check_resources(plan)
+        store, store_name, keys = start_payloads([ready_payloads[s.name] for s in enabled])
+        key_of = dict(zip((s.name for s in enabled), keys, strict=True))
+        panel = cls(specs=enabled, disabled=disabled, store=store)
+        for host, host_specs in plan.items():
+            panel.hosts[host] = start_host(host, [(s, key_of[s.name]) for s in host_specs],
+                                           store_name)
             for s in host_specs:
                 panel.routes[s.name] = host
-        ready = ray.get([h.ready.remote() for h in panel.hosts.values()])
+        refs = [h.ready.remote() for h in panel.hosts.values()]
+        try:
+            ready = ray.get(refs, timeout=timeout_s)
+        except ray.exceptions.GetTimeoutError:
+            panel.shutdown()
+            raise ConfigError(f"the panel's judges were not ready within {timeout_s:g}s (is the "
+                              "cluster short of resources?)", field="panel") from None
+        except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as exc:
+            panel.shutdown()
+            cause = str(exc).strip().splitlines()[-1][:300] if str(exc).strip() else ""
+            raise ConfigError(f"a judge host failed to start: {cause}", field="panel") from None
         log.info("panel_ready", hosts={h: n for h, n in zip(panel.hosts, ready, strict=True)},
                  disabled=disabled or None)
         return panel
@@ -94,6 +126,15 @@ class Panel:
         """Enabled judges."""
         return len(self.specs)
 
+    def host_limits(self) -> dict[str, float]:
+        """How long the coordinator waits for each host's batch: the largest timeout among
+        the judges it hosts, plus the grace period."""
+        out: dict[str, float] = {}
+        for s in self.specs:
+            host = self.routes[s.name]
+            out[host] = max(out.get(host, 0.0), s.timeout_s + GRACE_S)
+        return out
+
     async def poll(self, request: Request) -> tuple[Vote, ...]:
         """Every enabled judge's vote on every subject of ``request``, in panel order."""
         targets: list[str | None] = (
@@ -102,10 +143,11 @@ class Panel:
         per_host: dict[str, list[tuple[str, str | None]]] = {}
         for s in self.specs:
             per_host.setdefault(self.routes[s.name], []).extend((s.name, t) for t in targets)
-        limit = max(s.timeout_s for s in self.specs) + GRACE_S
         hosts = list(per_host)
+        limits = self.host_limits()
         refs = [self.hosts[h].judge_batch.remote(request, per_host[h]) for h in hosts]
-        results = await asyncio.gather(*(self._await(r, limit) for r in refs))
+        results = await asyncio.gather(*(self._await(r, limits[h])
+                                         for h, r in zip(hosts, refs, strict=True)))
         votes: dict[tuple[str, str], Vote] = {}
         for host, calls, result in zip(hosts, (per_host[h] for h in hosts), results, strict=True):
             if isinstance(result, list):
@@ -140,6 +182,21 @@ class Panel:
         for h in self.hosts.values():
             ray.kill(h)
         self.hosts.clear()
+        if self.store is not None:
+            ray.kill(self.store)
+            self.store = None
+
+
+def _check_resources(plan: Mapping[str, Sequence[JudgeSpecBase]]) -> None:
+    """Refuse a panel whose hosts ask for more CPUs than the whole cluster has."""
+    total = float(ray.cluster_resources().get("CPU", 0.0))
+    for host, specs in plan.items():
+        need = max((s.num_cpus for s in specs), default=0.0)
+        if need > total:
+            names = ", ".join(s.name for s in specs if s.num_cpus == need)
+            raise ConfigError(f"judge(s) {names} ask for num_cpus={need:g} but the cluster has "
+                              f"{total:g} CPU(s) in all; lower num_cpus or add nodes",
+                              field="panel")
 
 
 @dataclass(frozen=True)
@@ -175,11 +232,12 @@ class Coordinator:
     """
 
     def __init__(self, panel: Any, strategy: Strategy, policy: Policy | None = None, *,
-                 refit: bool = True):
+                 refit: bool = True, run_id: str = ""):
         self.panel = panel
         self.strategy = strategy
         self.policy = policy or Policy()
         self.refit = refit  # False: the strategy was fitted beforehand (e.g. on labelled data)
+        self.run_id = run_id  # stamped on every outcome
 
     def aggregate(self, ballot: Ballot) -> Decision:
         """Quorum check, then the strategy."""
@@ -202,7 +260,8 @@ class Coordinator:
         log.debug("decided", request_id=request.id, action=action, latency_s=round(latency_s, 4),
                   abstained=sum(v.abstained for v in votes))
         return Outcome(
-            request_id=request.id, action=action, accepted_candidate=cid, output=text,
+            request_id=request.id, run_id=self.run_id, action=action, accepted_candidate=cid,
+            output=text,
             reason=reason, decisions=decisions, votes=tuple(votes), latency_s=latency_s,
             cost_usd=cost,
         )

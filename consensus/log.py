@@ -3,7 +3,7 @@
 Configured once, at the edge (CLI or service start), never at import. Every line carries the
 context bound with ``structlog.contextvars`` (``run_id``, ``request_id``). A redaction processor
 masks values under secret-looking keys and secret-looking substrings (API keys, bearer tokens) in
-every string value.
+every string value, with :func:`consensus.redact.redact`.
 
 Example:
     >>> redact_secrets(None, "info", {"event": "x", "api_key": "sk-abc", "msg": "Bearer abc.def"})
@@ -13,25 +13,20 @@ Example:
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from typing import Any
 
 import structlog
 
-SECRET_KEYS = re.compile(r"(api[_-]?key|token|secret|password|authorization|bearer)", re.I)
-SECRET_VALUES = re.compile(
-    r"(?:(?<=Bearer )[\w.\-~+/=]+)"
-    r"|(?:\b(?:sk|pk|rk)-[A-Za-z0-9_\-]{8,})"
-    r"|(?:\bAKIA[0-9A-Z]{16}\b)"
-    r"|(?:\bgh[pousr]_[A-Za-z0-9]{20,})"
-    r"|(?:\bxox[abpr]-[A-Za-z0-9\-]{10,})"
-)
+from consensus.errors import ConfigError
+from consensus.redact import SECRET_KEYS, redact
+
+LEVELS = ("debug", "info", "warning", "error")
 
 
 def _scrub(value: Any) -> Any:
     if isinstance(value, str):
-        return SECRET_VALUES.sub("***", value)
+        return redact(value)
     if isinstance(value, dict):
         return {k: ("***" if SECRET_KEYS.search(str(k)) else _scrub(v)) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -46,6 +41,9 @@ def redact_secrets(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
 
 def configure_logging(level: str = "info", json: bool | None = None) -> None:
     """Configure structlog for this process (JSON when stderr is not a terminal)."""
+    if level.lower() not in LEVELS:
+        raise ConfigError(f"unknown log level {level!r}; valid levels: {', '.join(LEVELS)}",
+                          field="--log-level")
     use_json = not sys.stderr.isatty() if json is None else json
     renderer: Any = (structlog.processors.JSONRenderer() if use_json
                      else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()))

@@ -22,7 +22,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from consensus.types import ACCEPT, REJECT, Action, Decision, Request, Vote
 
@@ -30,6 +32,10 @@ SEVERITY_OF_ACTION: dict[str, int] = {
     "block": 5, "escalate": 4, "revise": 3, "regenerate": 2, "flag": 1, "accept": 0,
 }
 DEFAULT_REFUSAL = "I can't help with that request."
+
+Withhold = Literal["block", "escalate", "revise", "regenerate"]
+"""Actions that deliver no candidate: the only ones allowed when the panel rejects or cannot
+decide (``accept`` or ``flag`` there would deliver content nobody approved)."""
 
 
 class Policy(BaseModel):
@@ -40,16 +46,20 @@ class Policy(BaseModel):
         'block'
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     quorum: int | float = Field(
         default=0.5,
-        description="Valid votes needed per ballot: an int is a count; a float in (0, 1] is a "
-        "share of the enabled panel (rounded up, at least 1).",
+        description="Valid votes needed per ballot: an int >= 1 is a count; a float in (0, 1] is "
+        "a share of the enabled panel (rounded up, at least 1). Zero, negative and boolean "
+        "values are refused: a quorum that nothing can miss would let an empty panel decide.",
     )
-    on_reject: Action = Field(default="block", description="Action when every candidate fails.")
-    on_no_consensus: Action = Field(
-        default="block", description="Action when no decision could be reached (fail closed)."
+    on_reject: Withhold = Field(
+        default="block", description="Action when every candidate fails (never delivers it).")
+    on_no_consensus: Withhold = Field(
+        default="block",
+        description="Action when no decision could be reached: fail closed (block, escalate, "
+        "revise, regenerate; never accept or flag).",
     )
     flag_below: float | None = Field(
         default=None, ge=0, le=1,
@@ -58,7 +68,26 @@ class Policy(BaseModel):
     use_principle_interventions: bool = Field(
         default=True, description="Let violated principles choose the intervention."
     )
-    refusal_message: str = Field(default=DEFAULT_REFUSAL, description="Text a block delivers.")
+    refusal_message: str = Field(default=DEFAULT_REFUSAL, min_length=1,
+                                 description="Text a block delivers.")
+
+    @field_validator("quorum", mode="before")
+    @classmethod
+    def _valid_quorum(cls, v: Any) -> Any:
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise ValueError(f"quorum must be a count (int >= 1) or a share in (0, 1], got {v!r}")
+        if isinstance(v, int) and v < 1:
+            raise ValueError(f"a quorum count must be at least 1, got {v}")
+        if isinstance(v, float) and not 0.0 < v <= 1.0:
+            raise ValueError(f"a quorum share must lie in (0, 1], got {v}")
+        return v
+
+    def check_panel(self, panel_size: int) -> str | None:
+        """Why this policy cannot work with a panel of ``panel_size`` judges (None: it can)."""
+        if isinstance(self.quorum, int) and self.quorum > panel_size:
+            return (f"quorum {self.quorum} is larger than the panel ({panel_size} judge(s)): "
+                    "every ballot would miss it")
+        return None
 
     def min_valid(self, panel_size: int) -> int:
         """Valid votes a ballot needs."""

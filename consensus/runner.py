@@ -1,7 +1,9 @@
 """Run a scenario on Ray: start the panel, decide every request, record, summarise.
 
 Every decision is written to the SQLite store and to ``decisions.jsonl`` as soon as it is made
-(one transaction each), so an interrupted run keeps what it decided. At the end the run writes
+(one transaction each), so an interrupted run keeps what it decided. The output folder is
+locked for the run (:class:`~consensus.reports.files.RunFolder`). At the end (or when the run is
+interrupted, with status ``interrupted``) the run writes
 ``summary.json``, ``decisions.csv``, ``votes.csv`` and ``report.html`` (see :mod:`consensus.reports.files`).
 
 Example (needs Ray)::
@@ -16,7 +18,7 @@ import asyncio
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ from consensus.experiments import Polled
 from consensus.metrics import summarize
 from consensus.reports.files import (
     DecisionLog,
+    RunFolder,
     write_decisions_csv,
     write_summary,
     write_votes_csv,
@@ -37,7 +40,7 @@ from consensus.reports.files import (
 from consensus.reports.html import write_report
 from consensus.scenario import Scenario, load_scenario
 from consensus.store import Store
-from consensus.types import Outcome, Request, RunSummary, Vote
+from consensus.types import Outcome, Request, RunStatus, RunSummary, Vote
 from strategies.base import Strategy, fit_strategy, learns
 
 log = structlog.get_logger("consensus.runner")
@@ -54,13 +57,40 @@ class RunResult:
 
 
 def ensure_ray(address: str | None = None) -> None:
-    """Start (or join, with ``address``) a Ray cluster once per process."""
+    """Start (or join, with ``address``) a Ray cluster once per process.
+
+    A cluster that cannot be joined is a ConfigError naming the address, not Ray's traceback.
+    """
     if ray.is_initialized():
         return
-    # Ray's own banner and usage prompt are noise for a CLI; its errors still surface.
+    quiet_ray()
+    try:
+        ray.init(address=address, include_dashboard=False, logging_level="WARNING",
+                 log_to_driver=True, configure_logging=True)
+    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
+        where = f"the Ray cluster at {address!r}" if address else "a local Ray cluster"
+        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"cannot start or join {where}: {detail}", field="--address") from None
+
+
+def quiet_ray() -> None:
+    """Silence Ray's start-up noise for CLI users (its errors still surface).
+
+    * usage statistics: off, and so no prompt about them;
+    * "token authentication is enabled for this Ray cluster": Ray's default for a local
+      cluster, which this CLI keeps (a token in ``~/.ray/auth_token``); the notice says nothing
+      a user must act on, so its logger is raised to errors. ``RAY_AUTH_MODE`` still works as
+      Ray documents it;
+    * deprecation notices that ray's own modules raise as Python warnings.
+    """
+    import logging
+    import warnings
+
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(address=address, include_dashboard=False, logging_level="WARNING",
-             log_to_driver=True, configure_logging=True)
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
+        logging.ERROR)
+    warnings.filterwarnings("ignore", module=r"ray(\..*)?$")
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"ray(\..*)?$")
 
 
 def run_scenario(
@@ -72,53 +102,79 @@ def run_scenario(
     on_progress: Callable[[Request, Outcome], None] | None = None,
     concurrency: int | None = None,
 ) -> RunResult:
-    """Run ``scenario`` and write the output directory contract into ``out_dir``."""
-    ensure_ray(address)
-    strategy, fitted_on = fit_beforehand(scenario, address=address)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Run ``scenario`` and write the output directory contract into ``out_dir``.
+
+    The folder is locked for the run and emptied of an earlier run's files first; the store is
+    opened before Ray starts, so a bad ``--out`` or ``--store`` fails at once. ``summary.json``
+    says ``running`` until the end; a run stopped early (Ctrl-C, an error) still writes its
+    summary, CSVs and report for the requests it decided, with status ``interrupted``.
+    """
     run_id = f"{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    structlog.contextvars.bind_contextvars(run_id=run_id)
-    store = Store(store_path or out_dir / "consensus.sqlite")
     strategy_name = scenario.strategy.name
-    store.start_run(run_id, scenario=scenario.name, strategy=strategy_name,
-                    config=scenario.file.model_dump(mode="json"))
-    start = time.perf_counter()
-    panel = Panel.start(scenario.judges, scenario.base_dir)
-    try:
-        if not panel.specs:
-            raise ConfigError(f"no judge of the panel can run: {panel.disabled}",
-                              source=str(scenario.source), field="panel")
-        coord = Coordinator(panel, strategy, scenario.file.policy, refit=fitted_on is None)
-        (out_dir / "decisions.jsonl").unlink(missing_ok=True)
-        with DecisionLog(out_dir / "decisions.jsonl") as jsonl:
+    with RunFolder(out_dir) as folder:
+        folder.claim(run_id)
+        store = Store(store_path or out_dir / "consensus.sqlite")
+        try:
+            structlog.contextvars.bind_contextvars(run_id=run_id)
+            write_summary(out_dir / "summary.json", RunSummary(
+                scenario=scenario.name, strategy=strategy_name, run_id=run_id, n_requests=0,
+                status="running"))
+            ensure_ray(address)
+            strategy, fitted_on = fit_beforehand(scenario, address=address)
+            store.start_run(run_id, scenario=scenario.name, strategy=strategy_name,
+                            config=scenario.file.model_dump(mode="json"))
+            start = time.perf_counter()
+            outcomes: list[Outcome] = []
+            status: RunStatus = "interrupted"
+            panel = Panel.start(scenario.judges, scenario.base_dir, payloads=scenario.payloads)
+            try:
+                if not panel.specs:
+                    raise ConfigError(f"no judge of the panel can run: {panel.disabled}",
+                                      source=str(scenario.source), field="panel")
+                short = scenario.file.policy.check_panel(panel.size)
+                if short:
+                    log.warning("quorum_unreachable", reason=short, disabled=panel.disabled)
+                coord = Coordinator(panel, strategy, scenario.file.policy,
+                                    refit=fitted_on is None, run_id=run_id)
+                with DecisionLog(out_dir / "decisions.jsonl") as jsonl:
 
-            def record(req: Request, outcome: Outcome) -> None:
-                store.record(run_id, outcome)
-                jsonl.write(outcome)
-                if on_progress:
-                    on_progress(req, outcome)
+                    def record(req: Request, outcome: Outcome) -> None:
+                        store.record(run_id, outcome)
+                        jsonl.write(outcome)
+                        outcomes.append(outcome)
+                        if on_progress:
+                            on_progress(req, outcome)
 
-            log.info("run_start", scenario=scenario.name, strategy=strategy_name,
-                     n_requests=len(scenario.requests), judges=len(panel.specs))
-            outcomes = asyncio.run(coord.run(
-                scenario.requests, concurrency=concurrency or scenario.file.concurrency,
-                on_outcome=record,
-            ))
-    finally:
-        panel.shutdown()
-    summary = summarize(
-        scenario=scenario.name, strategy=strategy_name, run_id=run_id,
-        requests=scenario.requests, outcomes=outcomes, judges=[j.name for j in panel.specs],
-        wall_time_s=time.perf_counter() - start, disabled=panel.disabled,
-    ).model_copy(update={"fitted_on": fitted_on})
-    store.finish_run(run_id, summary)
-    store.close()
+                    log.info("run_start", scenario=scenario.name, strategy=strategy_name,
+                             n_requests=len(scenario.requests), judges=len(panel.specs))
+                    asyncio.run(coord.run(
+                        scenario.requests, concurrency=concurrency or scenario.file.concurrency,
+                        on_outcome=record,
+                    ))
+                status = "complete"
+            finally:
+                panel.shutdown()
+                summary = summarize(
+                    scenario=scenario.name, strategy=strategy_name, run_id=run_id,
+                    requests=scenario.requests, outcomes=outcomes,
+                    judges=[j.name for j in panel.specs],
+                    wall_time_s=time.perf_counter() - start, disabled=panel.disabled,
+                ).model_copy(update={"fitted_on": fitted_on, "status": status})
+                store.finish_run(run_id, summary)
+                write_outputs(out_dir, summary, outcomes, scenario.requests)
+        finally:
+            store.close()
+    log.info("run_done", accuracy=summary.accuracy, wall_time_s=round(summary.wall_time_s, 2))
+    return RunResult(run_id, out_dir, summary, outcomes)
+
+
+def write_outputs(out_dir: Path, summary: RunSummary, outcomes: Sequence[Outcome],
+                  requests: Sequence[Request]) -> None:
+    """The run's files beside decisions.jsonl: summary, decision and vote CSVs, the report."""
     write_summary(out_dir / "summary.json", summary)
     write_decisions_csv(out_dir / "decisions.csv", outcomes)
     write_votes_csv(out_dir / "votes.csv", outcomes)
-    write_report(out_dir / "report.html", summary, outcomes, scenario.requests)
-    log.info("run_done", accuracy=summary.accuracy, wall_time_s=round(summary.wall_time_s, 2))
-    return RunResult(run_id, out_dir, summary, outcomes)
+    write_report(out_dir / "report.html", summary, outcomes, requests)
 
 
 def fit_beforehand(
@@ -161,7 +217,7 @@ def poll_scenario(
 ) -> Polled:
     """Collect the panel's votes on every request, without deciding (for experiments)."""
     ensure_ray(address)
-    panel = Panel.start(scenario.judges, scenario.base_dir)
+    panel = Panel.start(scenario.judges, scenario.base_dir, payloads=scenario.payloads)
     sem = asyncio.Semaphore(concurrency or scenario.file.concurrency)
     latency: dict[str, float] = {}
 

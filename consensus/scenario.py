@@ -26,19 +26,22 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from consensus.errors import ConfigError
+from consensus.files import read_text, read_yaml
+from consensus.oracle import BayesOracle
 from consensus.policy import Policy
 from consensus.types import ACCEPT, PAIRWISE_SUBJECT, REJECT, Candidate, Request
 from judges.base import JudgeSpecBase
-from judges.registry import config_error_from, judge_kinds, parse_judge_spec
-from judges.simulated import BayesOracle, SimulatedJudgeSpec, resolve_correlations
+from judges.registry import config_error_from, judge_kinds, parse_judge_spec, prepare
+from judges.simulated import SimulatedJudgeSpec, resolve_correlations
 from strategies.base import Strategy
 from strategies.registry import build_strategy
 
@@ -58,9 +61,9 @@ class SimulatedDataset(BaseModel):
         ('pairwise', ('x', 'y', 'z'), ('*',))
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    n_items: int = Field(ge=1, description="Number of requests.")
+    n_items: int = Field(ge=1, le=10_000_000, description="Number of requests.")
     prior: dict[str, float] = Field(
         default_factory=lambda: {"accept": 0.5, "reject": 0.5}, min_length=1,
         description="P(gold label): accept / reject (verdict requests), or two or more other "
@@ -71,6 +74,11 @@ class SimulatedDataset(BaseModel):
     def _check(self) -> Self:
         if not set(self.prior) <= {ACCEPT, REJECT} and len(self.prior) < 2:
             raise ValueError("a prior over labels other than accept/reject needs two or more")
+        negative = {k: v for k, v in self.prior.items() if v < 0}
+        if negative:
+            raise ValueError(f"prior probabilities must be >= 0, got {negative}")
+        if not sum(self.prior.values()) > 0:
+            raise ValueError("the prior gives every label probability 0")
         return self
 
     def generate(self) -> tuple[Request, ...]:
@@ -102,7 +110,7 @@ class DatasetSpec(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    path: str | None = Field(default=None,
+    path: str | None = Field(default=None, min_length=1,
                              description="JSONL of requests, relative to the scenario file.")
     simulate: SimulatedDataset | None = Field(
         default=None, description="Generate requests with gold labels instead (simulated panels).")
@@ -111,20 +119,30 @@ class DatasetSpec(BaseModel):
         default=None, description="Keep only requests of these categories."
     )
 
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        if (self.path is None) == (self.simulate is None):
+            raise ValueError("a dataset has either a path or simulate, not both or neither")
+        return self
+
 
 class ScenarioFile(BaseModel):
     """The YAML document of a scenario (judges are validated per kind afterwards).
 
     Example:
+        >>> ScenarioFile(name="s", dataset="d.jsonl", panel=[], strategy="majority").dataset.path
+        'd.jsonl'
         >>> ScenarioFile(name="s", dataset="d.jsonl", panel=[], strategy="majority").seed
         0
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    name: str = Field(min_length=1, description="Scenario name (used in reports).")
+    name: str = Field(min_length=1, pattern=r"^[^/\\\x00]+$",
+                      description="Scenario name (used in reports and as the default output "
+                                  "folder, so no slash).")
     description: str = Field(default="", description="What the scenario shows.")
-    dataset: str | DatasetSpec = Field(description="Requests: a path or a dataset mapping.")
+    dataset: DatasetSpec = Field(description="Requests: a path (short form) or a dataset mapping.")
     panel: list[dict[str, Any]] = Field(description="Judge specs; each has a name and a kind.")
     strategy: str | dict[str, Any] = Field(default="majority", description="Aggregation.")
     fit_on: str | None = Field(
@@ -134,7 +152,27 @@ class ScenarioFile(BaseModel):
                     "Without it a learner fits on the run's own votes, gold hidden.")
     policy: Policy = Field(default_factory=Policy, description="Quorum and interventions.")
     seed: int = Field(default=0, description="Seed for every random choice of the run.")
-    concurrency: int = Field(default=32, ge=1, description="Requests in flight.")
+    concurrency: int = Field(default=32, ge=1, le=10_000, description="Requests in flight.")
+
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, v: str) -> str:
+        if v.strip() in (".", ".."):
+            raise ValueError(f"a scenario name names its output folder; {v!r} cannot")
+        return v
+
+    @field_validator("dataset", mode="before")
+    @classmethod
+    def _short_dataset(cls, v: Any) -> Any:
+        return {"path": v} if isinstance(v, str) else v
+
+    @field_validator("strategy", mode="before")
+    @classmethod
+    def _strategy_form(cls, v: Any) -> Any:
+        if not isinstance(v, str | dict):
+            raise ValueError("a strategy is a name or a mapping with a name, got "
+                             f"{type(v).__name__}")
+        return v
 
 
 @dataclass(frozen=True)
@@ -147,6 +185,9 @@ class Scenario:
         judges: Judge specs, in panel order.
         requests: The dataset's requests (after limit and category filters).
         strategy: The built strategy.
+        payloads: What each judge's files hold (constitution, record table), read and checked
+            at load, by judge name: actors get them from the driver, and ``validate`` has
+            checked everything ``run`` will need.
     """
 
     source: Path
@@ -154,6 +195,7 @@ class Scenario:
     judges: tuple[JudgeSpecBase, ...]
     requests: tuple[Request, ...]
     strategy: Strategy
+    payloads: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -166,7 +208,7 @@ class Scenario:
     def oracle(self) -> BayesOracle | None:
         """The Bayes-optimal strategy when the panel and the data are simulated, else None."""
         ds = self.file.dataset
-        if isinstance(ds, str) or ds.simulate is None:
+        if ds.simulate is None:
             return None
         if not all(isinstance(j, SimulatedJudgeSpec) for j in self.judges):
             return None
@@ -182,34 +224,41 @@ class Scenario:
     def with_strategy(self, spec: str | dict[str, Any]) -> Scenario:
         """The same scenario with another strategy."""
         return Scenario(self.source, self.file, self.judges, self.requests,
-                        _strategy(spec, self.judges, str(self.source)))
+                        _strategy(spec, self.judges, str(self.source)), self.payloads)
+
+    def limited(self, n: int) -> Scenario:
+        """The same scenario with only its first ``n`` requests."""
+        return Scenario(self.source, self.file, self.judges, self.requests[:n], self.strategy,
+                        self.payloads)
 
 
-def read_yaml(path: Path) -> Any:
-    """Parse a YAML file; syntax errors name the file and the line."""
-    if not path.exists():
-        raise ConfigError("file not found", source=str(path))
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{where}invalid YAML: {problem}", source=str(path)) from None
+def load_scenario(path: str | Path, *, strategy: str | dict[str, Any] | None = None,
+                  check_fit_on: bool = True) -> Scenario:
+    """Load and validate a scenario file, or raise a ConfigError naming file, field and problem.
 
-
-def load_scenario(path: str | Path, *, strategy: str | dict[str, Any] | None = None) -> Scenario:
-    """Load and validate a scenario file (and its dataset), or raise a ConfigError."""
+    Everything a run will need is read and checked here, without starting Ray: the dataset,
+    every judge's files (constitutions, record CSVs, the recorded judges in them), the strategy
+    and its parameters against the panel, the policy against the panel size, and the ``fit_on``
+    scenario (loaded, and required to hold gold).
+    """
     path = Path(path)
-    data = read_yaml(path)
+    data = read_yaml(path, what="scenario")
     src = str(path)
     if not isinstance(data, dict):
-        raise ConfigError("a scenario is a mapping at the top level", source=src)
+        raise ConfigError("a scenario is a mapping at the top level, got "
+                          f"{type(data).__name__}", source=src)
     try:
         doc = ScenarioFile.model_validate(data)
     except ValidationError as exc:
-        raise config_error_from(exc, source=src, prefix="") from None
-    judges = tuple(s for i, j in enumerate(doc.panel) for s in _judge_specs(j, i, path))
+        raise config_error_from(exc, source=src, prefix="", data=data) from None
+    cache: dict[Any, Any] = {}
+    payloads: dict[str, Any] = {}
+    judges_list: list[JudgeSpecBase] = []
+    for i, entry in enumerate(doc.panel):
+        for spec in _judge_specs(entry, i, path):
+            payloads[spec.name] = _prepare(spec, path, f"panel.{i}", cache)
+            judges_list.append(spec)
+    judges = tuple(judges_list)
     names = [j.name for j in judges]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -220,13 +269,61 @@ def load_scenario(path: str | Path, *, strategy: str | dict[str, Any] | None = N
         raise ConfigError(str(exc), source=src, field="panel") from None
     if not judges:
         raise ConfigError("a panel needs at least one judge", source=src, field="panel")
+    problem = doc.policy.check_panel(len(judges))
+    if problem:
+        raise ConfigError(problem, source=src, field="policy.quorum")
     built = _strategy(strategy if strategy is not None else doc.strategy, judges, src)
     requests = load_requests(path.parent, doc.dataset, src)
-    scenario = Scenario(path, doc, judges, requests, built)
+    _check_simulated(judges, requests, doc.panel, src)
+    scenario = Scenario(path, doc, judges, requests, built, payloads)
     fit_source = scenario.fit_source()
-    if fit_source is not None and not fit_source.is_file():
-        raise ConfigError(f"no scenario file at {fit_source}", source=src, field="fit_on")
+    if fit_source is not None and check_fit_on:
+        if not fit_source.is_file():
+            raise ConfigError(f"no scenario file at {fit_source}", source=src, field="fit_on")
+        try:
+            labelled = load_scenario(fit_source, check_fit_on=False)
+        except ConfigError as exc:
+            raise ConfigError(str(exc), source=src, field="fit_on") from None
+        if not any(r.gold for r in labelled.requests):
+            raise ConfigError(f"{fit_source} has no gold labels to fit on", source=src,
+                              field="fit_on")
     return scenario
+
+
+def _prepare(spec: JudgeSpecBase, path: Path, field: str, cache: dict[Any, Any]) -> Any:
+    """Read the judge's files now, so that a missing or broken file fails at load."""
+    try:
+        payload = prepare(spec, path.parent, cache)
+    except ConfigError as exc:
+        what = "constitution" if spec.kind == "rules" else "source"
+        raise ConfigError(str(exc), source=str(path), field=f"{field}.{what}") from None
+    recorded = getattr(spec, "recorded_as", None) or spec.name
+    judges = getattr(payload, "judges", None)
+    if spec.kind == "replay" and judges is not None and recorded not in judges:
+        known = ", ".join(sorted(judges)[:5]) + (", ..." if len(judges) > 5 else "")
+        key = "recorded_as" if getattr(spec, "recorded_as", None) else "name"
+        raise ConfigError(f"judge {recorded!r} has no recorded vote in {payload.source} "
+                          f"(recorded judges: {known})", source=str(path),
+                          field=f"{field}.{key}")
+    return payload
+
+
+def _check_simulated(judges: tuple[JudgeSpecBase, ...], requests: tuple[Request, ...],
+                     panel: list[dict[str, Any]], src: str) -> None:
+    """Simulated judges may only name labels the dataset's requests have."""
+    labels = {lab for r in requests for lab in r.labels()}
+    index = {e.get("name"): i for i, e in enumerate(panel) if isinstance(e, dict)}
+    for j in judges:
+        if not isinstance(j, SimulatedJudgeSpec):
+            continue
+        where = f"panel.{index.get(j.name, '?')}"
+        unknown = sorted(set(j.accuracy) - labels)
+        if unknown:
+            raise ConfigError(f"accuracy names label(s) {unknown} that no request has; labels: "
+                              f"{sorted(labels)}", source=src, field=f"{where}.accuracy")
+        if j.bias_label is not None and j.bias_label not in labels:
+            raise ConfigError(f"bias_label {j.bias_label!r} is not a label of the dataset; "
+                              f"labels: {sorted(labels)}", source=src, field=f"{where}.bias_label")
 
 
 def _judge_specs(data: Any, index: int, path: Path) -> list[JudgeSpecBase]:
@@ -239,10 +336,16 @@ def _judge_specs(data: Any, index: int, path: Path) -> list[JudgeSpecBase]:
         from consensus.constitution import load_constitution
 
         data = dict(data)
-        const = Path(data.pop("constitution"))
-        const = const if const.is_absolute() else path.parent / const
-        data["principles"] = [{"id": p.id, "text": p.text}
-                              for p in load_constitution(const).principles]
+        raw = data.pop("constitution")
+        if not isinstance(raw, str) or not raw:
+            raise ConfigError(f"constitution must be a file path, got {raw!r}", source=str(path),
+                              field=f"{field}.constitution")
+        const = Path(raw) if Path(raw).is_absolute() else path.parent / raw
+        try:
+            principles = load_constitution(const).principles
+        except ConfigError as exc:
+            raise ConfigError(str(exc), source=str(path), field=f"{field}.constitution") from None
+        data["principles"] = [{"id": p.id, "text": p.text} for p in principles]
     return [parse_judge_spec(data, source=str(path), field=field)]
 
 
@@ -252,14 +355,20 @@ def _expand_replay(data: dict[str, Any], field: str, path: Path) -> list[JudgeSp
 
     data = dict(data)
     expand = data.pop("expand")
-    if "source" not in data:
-        raise ConfigError("a replay entry needs a source", source=str(path), field=field)
-    src = Path(data["source"])
-    table = RecordTable.load(src if src.is_absolute() else path.parent / src)
+    source = data.get("source")
+    if not isinstance(source, str) or not source:
+        raise ConfigError("a replay entry needs a source (a CSV path)", source=str(path),
+                          field=f"{field}.source")
+    if expand != "all" and (not isinstance(expand, list) or not expand
+                            or not all(isinstance(n, str) for n in expand)):
+        raise ConfigError(f"expand must be 'all' or a non-empty list of judge names, got "
+                          f"{expand!r}", source=str(path), field=f"{field}.expand")
+    src = Path(source)
+    try:
+        table = RecordTable.load(src if src.is_absolute() else path.parent / src)
+    except ConfigError as exc:
+        raise ConfigError(str(exc), source=str(path), field=f"{field}.source") from None
     names = sorted(table.judges) if expand == "all" else expand
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise ConfigError(f"expand must be 'all' or a list of judge names, got {expand!r}",
-                          source=str(path), field=f"{field}.expand")
     unknown = sorted(set(names) - table.judges)
     if unknown:
         raise ConfigError(f"judges {unknown[:5]} not recorded in {src}", source=str(path),
@@ -270,9 +379,19 @@ def _expand_replay(data: dict[str, Any], field: str, path: Path) -> list[JudgeSp
 def _strategy(spec: str | dict[str, Any], judges: tuple[JudgeSpecBase, ...], src: str) -> Strategy:
     weights = {j.name: j.weight for j in judges if j.weight != 1.0}
     try:
-        return build_strategy(spec, defaults={"weights": weights} if weights else None)
+        built = build_strategy(spec, defaults={"weights": weights} if weights else None)
     except ConfigError as exc:
         raise ConfigError(exc.message, source=src, field=exc.field or "strategy") from None
+    names = {j.name for j in judges}
+    for attr in ("weights", "competences"):
+        given = getattr(built, attr, None)
+        if isinstance(given, Mapping):
+            unknown = sorted(set(given) - names)
+            if unknown:
+                raise ConfigError(f"{attr} name judge(s) {unknown[:5]} that are not in the "
+                                  f"panel; judges: {sorted(names)[:10]}", source=src,
+                                  field=f"strategy.{attr}")
+    return built
 
 
 def load_requests(base_dir: Path, dataset: str | DatasetSpec, src: str) -> tuple[Request, ...]:
@@ -285,25 +404,35 @@ def load_requests(base_dir: Path, dataset: str | DatasetSpec, src: str) -> tuple
     p = Path(ds.path)
     p = p if p.is_absolute() else base_dir / p
     if not p.exists():
-        raise ConfigError(f"dataset {str(p)!r} not found", source=src, field="dataset")
+        raise ConfigError(f"dataset {str(p)!r} not found", source=src, field="dataset.path")
+    text = read_text(p, what="dataset")
     out: list[Request] = []
     seen: set[str] = set()
-    with p.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                req = Request.model_validate_json(line)
-            except ValidationError as exc:
-                raise config_error_from(exc, source=f"{p}:{lineno}", prefix="") from None
-            if req.id in seen:
-                raise ConfigError(f"duplicate request id {req.id!r}", source=f"{p}:{lineno}",
-                                  field="id")
-            seen.add(req.id)
-            if ds.categories is None or req.category in ds.categories:
-                out.append(req)
-            if ds.limit is not None and len(out) >= ds.limit:
-                break
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"invalid JSON: {exc.msg} (column {exc.colno})",
+                              source=f"{p}:{lineno}") from None
+        except RecursionError:
+            raise ConfigError("invalid JSON: nested too deeply", source=f"{p}:{lineno}") from None
+        if not isinstance(obj, dict):
+            raise ConfigError(f"a request is a JSON object, got {type(obj).__name__}",
+                              source=f"{p}:{lineno}")
+        try:
+            req = Request.model_validate(obj)
+        except ValidationError as exc:
+            raise config_error_from(exc, source=f"{p}:{lineno}", prefix="", data=obj) from None
+        if req.id in seen:
+            raise ConfigError(f"duplicate request id {req.id!r}", source=f"{p}:{lineno}",
+                              field="id")
+        seen.add(req.id)
+        if ds.categories is None or req.category in ds.categories:
+            out.append(req)
+        if ds.limit is not None and len(out) >= ds.limit:
+            break
     if not out:
         raise ConfigError("the dataset holds no request (after filters)", source=str(p))
     return tuple(out)

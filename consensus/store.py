@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from consensus.errors import ConfigError
 from consensus.types import Outcome, RunSummary
 
 SCHEMA_VERSION = 1
@@ -75,12 +76,21 @@ class Store:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(self.path, timeout=30.0)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
+        src = str(self.path)
+        if self.path.is_dir():
+            raise ConfigError("the store is a directory; name a file (e.g. consensus.sqlite)",
+                              source=src, field="--store")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(self.path, timeout=30.0)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except (OSError, sqlite3.Error) as exc:
+            detail = getattr(exc, "strerror", None) or str(exc)
+            raise ConfigError(f"cannot open the store: {detail} (is it an SQLite file, and "
+                              "writable?)", source=src, field="--store") from None
 
     def _migrate(self) -> None:
         version = self.conn.execute("PRAGMA user_version").fetchone()[0]

@@ -23,7 +23,9 @@ from __future__ import annotations
 import math
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from consensus.redact import redact
 
 ACCEPT = "accept"
 REJECT = "reject"
@@ -35,6 +37,7 @@ TaskKind = Literal["verdict", "pairwise"]
 AbstainKind = Literal["timeout", "provider_error", "unparseable", "recusal", "no_record", "error"]
 Action = Literal["accept", "block", "revise", "regenerate", "flag", "escalate"]
 Severity = Literal["low", "medium", "high", "critical"]
+RunStatus = Literal["running", "complete", "interrupted"]
 
 
 class _Frozen(BaseModel):
@@ -159,6 +162,12 @@ class Vote(_Frozen):
     latency_s: float = Field(default=0.0, ge=0.0, description="Wall time of the judge call.")
     cost_usd: float | None = Field(default=None, description="Provider cost, when known.")
     tokens: int | None = Field(default=None, description="Total tokens, when known.")
+
+    @field_validator("critique", "abstain_reason")
+    @classmethod
+    def _no_secrets(cls, v: str | None) -> str | None:
+        # A judge's text may quote a provider's error, which may echo a key (even partly).
+        return redact(v) if v else v
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -310,6 +319,7 @@ class Outcome(_Frozen):
     """
 
     request_id: str = Field(description="Request id.")
+    run_id: str = Field(default="", description="Run that decided it (empty outside a run).")
     action: Action = Field(description="Intervention taken.")
     accepted_candidate: str | None = Field(default=None, description="Delivered candidate id.")
     output: str | None = Field(default=None, description="Text delivered to the user.")
@@ -372,6 +382,11 @@ class RunSummary(_Frozen):
     scenario: str = Field(description="Scenario name.")
     strategy: str = Field(description="Strategy name.")
     run_id: str = Field(default="", description="Run identifier.")
+    status: RunStatus = Field(
+        default="complete",
+        description="complete; running (written when the run starts: a run killed before its "
+                    "end leaves this); interrupted (stopped early: the figures cover only the "
+                    "requests decided, n_requests of them).")
     n_requests: int = Field(description="Requests decided.")
     n_ballots: int = Field(default=0, description="Ballots decided.")
     accuracy: float | None = Field(default=None, description="Decisions equal to gold.")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -89,23 +90,93 @@ class JudgeHostImpl:
         return vote
 
 
+@ray.remote(num_cpus=0, max_restarts=0)
+class PayloadStore:
+    """Holds the judges' payloads for the hosts of one panel, for as long as the panel lives.
+
+    Hosts fetch their payloads from here when they build their judges, at start and again after
+    a restart. Passing them as constructor arguments would put them in the object store
+    implicitly, where a restarted actor may not find them (ray-project/ray#53727, the warning
+    Ray prints for such actors).
+    """
+
+    def __init__(self) -> None:
+        self._items: dict[int, Any] = {}
+
+    def put(self, key: int, payload: Any) -> None:
+        self._items[key] = payload
+
+    def get(self, keys: Sequence[int]) -> list[Any]:
+        return [self._items[k] for k in keys]
+
+
 @ray.remote(max_restarts=3, max_task_retries=1)
 class JudgeHost(JudgeHostImpl):
-    """Ray actor hosting judges (see :class:`JudgeHostImpl`)."""
+    """Ray actor hosting judges (see :class:`JudgeHostImpl`); it builds them on first use,
+    from payloads fetched from its panel's :class:`PayloadStore` (after a restart, too)."""
 
-    def __init__(self, judges: Sequence[tuple[JudgeSpecBase, Any]]):
-        super().__init__(judges)
-        # The ~420k long-lived objects of ray and litellm leave the full-collection scans: each
-        # scan cost ~220 ms and 3-7 ms per decision under load (benchmarks/README.md).
-        gc.collect()
-        gc.freeze()
+    def __init__(self, specs: Sequence[tuple[JudgeSpecBase, int | None]], store: str):
+        self._pending = list(specs)
+        self._store = store  # the store's actor name: a handle argument would count as an
+        # argument in the object store, which is what the store is here to avoid
+        self._built = asyncio.Lock()
+        self.specs = {}
+        self.judges = {}
+
+    async def _build(self) -> None:
+        async with self._built:
+            if not self._pending:
+                return
+            keys = [k for _, k in self._pending if k is not None]
+            fetched: dict[int, Any] = {}
+            if keys:
+                store = ray.get_actor(self._store)
+                fetched = dict(zip(keys, await store.get.remote(keys), strict=True))
+            JudgeHostImpl.__init__(self, [(spec, fetched.get(k) if k is not None else None)
+                                          for spec, k in self._pending])
+            self._pending = []
+            # The ~420k long-lived objects of ray and litellm leave the full-collection scans:
+            # each scan cost ~220 ms and 3-7 ms per decision under load (benchmarks/README.md).
+            gc.collect()
+            gc.freeze()
+
+    async def ready(self) -> list[str]:  # type: ignore[override]
+        await self._build()
+        return list(self.judges)
+
+    async def judge_batch(
+        self, request: Request, calls: Sequence[tuple[str, str | None]]
+    ) -> list[Vote]:
+        if self._pending:
+            await self._build()
+        return await JudgeHostImpl.judge_batch(self, request, calls)
 
 
-def start_host(name: str, judges: Sequence[tuple[JudgeSpecBase, Any]]) -> Any:
-    """Start one host actor with the resources its judges ask for."""
+def start_payloads(payloads: Sequence[Any]) -> tuple[Any, str, list[int | None]]:
+    """Start a :class:`PayloadStore` holding ``payloads`` (one copy per distinct object) and
+    wait until it holds them; returns the store, its actor name and each payload's key (None
+    for None)."""
+    name = f"consensus-payloads-{uuid.uuid4().hex}"
+    store = PayloadStore.options(name=name).remote()  # type: ignore[attr-defined]
+    keys: list[int | None] = []
+    sent: dict[int, Any] = {}
+    for payload in payloads:
+        if payload is None:
+            keys.append(None)
+            continue
+        if id(payload) not in sent:
+            sent[id(payload)] = store.put.remote(id(payload), payload)
+        keys.append(id(payload))
+    ray.get(list(sent.values()))
+    return store, name, keys
+
+
+def start_host(name: str, judges: Sequence[tuple[JudgeSpecBase, int | None]], store: str) -> Any:
+    """Start one host actor with the resources its judges ask for; ``judges`` pairs each spec
+    with the key of its payload in the store named ``store`` (see :func:`start_payloads`)."""
     num_cpus = max((spec.num_cpus for spec, _ in judges), default=0.0)
     return JudgeHost.options(  # type: ignore[attr-defined]
         name=None,
         num_cpus=num_cpus,
         max_concurrency=MAX_CONCURRENCY,
-    ).remote(list(judges))
+    ).remote(list(judges), store)

@@ -28,6 +28,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from consensus.types import PAIRWISE_SUBJECT, Candidate, Request, Vote
 
+MAX_TIMEOUT_S = 3600.0
+"""The longest ``timeout_s`` a judge may ask for."""
+
 
 @runtime_checkable
 class Judge(Protocol):
@@ -49,11 +52,14 @@ class JudgeSpecBase(BaseModel):
         30.0
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    name: str = Field(min_length=1, description="Judge name, unique in its panel.")
+    name: str = Field(min_length=1, max_length=200, description="Judge name, unique in its panel.")
     kind: str = Field(description="Judge kind (rules, classifier, llm, replay, simulated).")
-    timeout_s: float = Field(default=30.0, gt=0, description="Coordinator bound on one call.")
+    timeout_s: float = Field(
+        default=30.0, gt=0, le=MAX_TIMEOUT_S,
+        description=f"Bound on one call of this judge, in seconds (at most {MAX_TIMEOUT_S:g}: "
+                    "a run must end).")
     requires_env: tuple[str, ...] = Field(
         default=(),
         description="Environment variables that must be set for the judge to join the panel "
@@ -64,7 +70,8 @@ class JudgeSpecBase(BaseModel):
         description="Name of the Ray actor that hosts this judge; judges with the same host share "
         "one actor. Default: one shared actor per kind for I/O-bound kinds, own actor otherwise.",
     )
-    num_cpus: float = Field(default=0.0, ge=0, description="CPUs reserved by the hosting actor.")
+    num_cpus: float = Field(default=0.0, ge=0, le=1024,
+                            description="CPUs reserved by the hosting actor.")
     weight: float = Field(default=1.0, ge=0, description="Default weight for weighted strategies.")
 
     def version(self) -> str:

@@ -39,6 +39,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from consensus.redact import redact
 from consensus.errors import JudgeError, VerdictParseError
 from consensus.types import ACCEPT, REJECT, VERDICT_LABELS, Candidate, Request, Violation, Vote
 from judges.base import JudgeSpecBase, provenance
@@ -290,11 +291,9 @@ def map_litellm_error(exc: BaseException, secrets: Iterable[str] = ()) -> JudgeE
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
-    """Replace every secret value (4+ characters) in ``text`` with ``***``."""
-    for s in secrets:
-        if s and len(s) >= 4:
-            text = text.replace(s, "***")
-    return text
+    """``text`` with the judge's own secrets (and any fragment of them) and every key-like
+    substring masked (:func:`consensus.redact.redact`)."""
+    return redact(text, secrets)
 
 
 def _litellm() -> Any:

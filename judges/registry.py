@@ -85,7 +85,7 @@ def parse_judge_spec(
         raise ConfigError(f"expected a mapping, got {type(data).__name__}", source=source,
                           field=field)
     kind = data.get("kind")
-    if kind not in kinds:
+    if not isinstance(kind, str) or kind not in kinds:
         raise ConfigError(
             f"unknown judge kind {kind!r}; valid kinds: {', '.join(sorted(kinds))}",
             source=source, field=f"{field}.kind",
@@ -93,17 +93,49 @@ def parse_judge_spec(
     try:
         return kinds[kind].spec_type().model_validate(data)
     except ValidationError as exc:
-        raise config_error_from(exc, source=source, prefix=field) from None
+        raise config_error_from(exc, source=source, prefix=field, data=data) from None
 
 
-def config_error_from(exc: ValidationError, *, source: str | None, prefix: str) -> ConfigError:
-    """Translate a pydantic error into a ConfigError naming the field path and the bad value."""
-    err = exc.errors()[0]
-    path = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
+def config_error_from(exc: ValidationError, *, source: str | None, prefix: str,
+                      data: Any = None) -> ConfigError:
+    """Translate a pydantic error into a ConfigError naming the field path and the bad value.
+
+    With the validated ``data``, the path is the user's: the tags pydantic inserts for unions
+    (``dataset.DatasetSpec.limit``) are dropped, and of several errors the most specific one
+    (the deepest path) is reported.
+    """
+    errors = exc.errors()
+    located = [(_user_path(err["loc"], data), err) for err in errors]
+    loc, err = max(located, key=lambda le: len(le[0]))  # max keeps the first of equals
+    path = ".".join(str(p) for p in (prefix, *loc) if p != "")
+    msg = str(err["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if err["type"] == "extra_forbidden":
+        msg = "Extra inputs are not permitted: unknown field (see `consensus schema`)"
     value = err.get("input")
-    shown = repr(value) if not isinstance(value, dict) else "a mapping"
-    more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-    return ConfigError(f"{err['msg']}; got {shown[:120]}{more}", source=source, field=path)
+    shown = "" if err["type"] == "missing" else \
+        f"; got {repr(value)[:120] if not isinstance(value, dict) else 'a mapping'}"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return ConfigError(f"{msg}{shown}{more}", source=source, field=path or None)
+
+
+def _user_path(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
+    """``loc`` without the parts that are not in ``data`` (union tags), the last one excepted
+    when it names a missing key."""
+    if data is None:
+        return loc
+    out: list[Any] = []
+    node = data
+    for i, part in enumerate(loc):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list | tuple) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        elif isinstance(node, dict) and i == len(loc) - 1:
+            pass  # a required key that is missing
+        else:
+            continue  # a union tag such as 'str' or 'DatasetSpec'
+        out.append(part)
+    return tuple(out)
 
 
 def prepare(spec: JudgeSpecBase, base_dir: Path, cache: dict[Any, Any] | None = None) -> Any:

@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -26,10 +27,12 @@ from typing import Literal
 from pydantic import Field
 
 from consensus.errors import ConfigError
+from consensus.files import read_text
 from consensus.types import Candidate, Request, Vote
 from judges.base import JudgeSpecBase, provenance, subject_of
 
 REQUIRED_COLUMNS = ("request_id", "candidate_id", "judge", "label")
+OPTIONAL_COLUMNS = ("confidence", "reason")
 
 
 class ReplayJudgeSpec(JudgeSpecBase):
@@ -66,26 +69,57 @@ class RecordTable:
 
     @classmethod
     def load(cls, path: str | Path) -> RecordTable:
-        """Read a record CSV; a missing column or bad confidence is a ConfigError."""
+        """Read a record CSV (UTF-8, a spreadsheet's byte-order mark and CRLF line ends are
+        fine); a missing column, a short row, or a confidence that is not a number in [0, 1]
+        is a ConfigError naming the file and the line."""
         path = Path(path)
-        if not path.exists():
-            raise ConfigError("record file not found", source=str(path))
+        src = str(path)
+        text = read_text(path, what="record CSV")
+        reader = csv.reader(io.StringIO(text, newline=""))
+        try:
+            header = [h.strip() for h in next(reader, [])]
+        except csv.Error as exc:
+            raise ConfigError(f"line 1: not a CSV header ({exc})", source=src) from None
+        missing = [c for c in REQUIRED_COLUMNS if c not in header]
+        if missing:
+            raise ConfigError(f"missing column(s) {missing}; the header (line 1) has {header[:8]}"
+                              + (" (is the file comma-separated?)" if len(header) == 1 else ""),
+                              source=src)
+        col = {name: header.index(name) for name in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)
+               if name in header}
         rows: dict[tuple[str, str, str], Record] = {}
-        with path.open(newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or ())]
-            if missing:
-                raise ConfigError(f"missing column(s) {missing}", source=str(path))
-            for lineno, row in enumerate(reader, start=2):
-                conf = row.get("confidence") or None
-                try:
-                    confidence = float(conf) if conf is not None else None
-                except ValueError:
-                    raise ConfigError(f"line {lineno}: confidence {conf!r} is not a number",
-                                      source=str(path), field="confidence") from None
-                key = (row["judge"], row["request_id"], row["candidate_id"])
-                rows[key] = Record(row["label"] or None, confidence, row.get("reason") or "")
-        return cls(rows, str(path))
+        try:
+            for row in reader:
+                lineno = reader.line_num
+                if not any(cell.strip() for cell in row):
+                    continue
+                if len(row) < len(header):
+                    raise ConfigError(f"line {lineno}: {len(row)} field(s), the header has "
+                                      f"{len(header)}", source=src)
+                get = {name: row[i].strip() for name, i in col.items()}
+                for name in ("request_id", "candidate_id", "judge"):
+                    if not get[name]:
+                        raise ConfigError(f"line {lineno}: empty {name}", source=src, field=name)
+                rows[(get["judge"], get["request_id"], get["candidate_id"])] = Record(
+                    get["label"] or None, _confidence(get.get("confidence"), lineno, src),
+                    get.get("reason", ""))
+        except csv.Error as exc:
+            raise ConfigError(f"line {reader.line_num}: {exc}", source=src) from None
+        return cls(rows, src)
+
+
+def _confidence(raw: str | None, lineno: int, src: str) -> float | None:
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"line {lineno}: confidence {raw!r} is not a number", source=src,
+                          field="confidence") from None
+    if not 0.0 <= value <= 1.0:  # NaN fails too
+        raise ConfigError(f"line {lineno}: confidence {raw!r} is outside [0, 1]", source=src,
+                          field="confidence")
+    return value
 
 
 class ReplayJudge:

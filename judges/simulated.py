@@ -10,9 +10,8 @@ The generative model, per judge ``j`` and subject with gold label ``y``:
 
 Every draw is a pure function of (seed, judge, request, subject), so results do not depend on call
 order or on which actor hosts the judge. Because the model is known, :func:`panel_posterior`
-computes the exact Bayes posterior of the gold label given a panel's votes, and
-:class:`BayesOracle` is the Bayes-optimal aggregation: the ceiling any strategy can reach on a
-simulated panel. Subjects without gold get an abstention. :mod:`judges.simulated_offline` draws
+computes the exact Bayes posterior of the gold label given a panel's votes: the ceiling any
+strategy can reach on a simulated panel (:class:`consensus.oracle.BayesOracle` turns it into a strategy). Subjects without gold get an abstention. :mod:`judges.simulated_offline` draws
 the same votes in process, without Ray (benchmarks, tests).
 
 Example:
@@ -31,12 +30,11 @@ import asyncio
 import hashlib
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
-from consensus.types import Ballot, Candidate, Decision, Request, Vote
+from consensus.types import Candidate, Request, Vote
 from judges.base import JudgeSpecBase, provenance, subject_of
 
 
@@ -52,8 +50,8 @@ class SimulatedJudgeSpec(JudgeSpecBase):
     """
 
     kind: Literal["simulated"] = "simulated"
-    accuracy: dict[str, float] = Field(default_factory=dict,
-                                       description="P(correct | gold label) per label.")
+    accuracy: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(
+        default_factory=dict, description="P(correct | gold label) per label, each in [0, 1].")
     default_accuracy: float = Field(default=0.8, ge=0, le=1,
                                     description="P(correct) for labels not in `accuracy`.")
     bias_label: str | None = Field(default=None, description="Label chosen when wrong.")
@@ -169,28 +167,6 @@ def panel_posterior(
     top = max(logp.values())
     z = sum(math.exp(v - top) for v in logp.values())
     return {y: math.exp(v - top) / z for y, v in logp.items()}
-
-
-@dataclass(frozen=True)
-class BayesOracle:
-    """The Bayes-optimal strategy for a simulated panel, from the true simulation parameters.
-
-    Not a registered strategy: it needs the parameters a real panel never reveals.
-    ``consensus compare`` adds it to simulated scenarios as the ceiling.
-    """
-
-    specs: Mapping[str, SimulatedJudgeSpec]
-    prior: Mapping[str, float]
-    name: str = "bayes_optimal"
-    extra: dict[str, float] = field(default_factory=dict)
-
-    def aggregate(self, ballot: Ballot) -> Decision:
-        from strategies.base import decide_by_support
-
-        votes = {v.judge: v.label for v in ballot.votes}
-        post = panel_posterior(self.specs, votes, ballot.labels, self.prior)
-        return decide_by_support(ballot, post, strategy=self.name, tie_rule="first",
-                                 min_valid=0, diagnostics={"posterior": post})
 
 
 def resolve_correlations(specs: Sequence[JudgeSpecBase]) -> list[JudgeSpecBase]:

@@ -11,8 +11,8 @@ import pytest
 from consensus.errors import ConfigError
 from consensus.scenario import SimulatedDataset, load_scenario
 from consensus.types import Ballot
+from consensus.oracle import BayesOracle
 from judges.simulated import (
-    BayesOracle,
     SimulatedJudge,
     SimulatedJudgeSpec,
     panel_posterior,

@@ -8,9 +8,11 @@ Example::
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
+from pydantic import ValidationError
 
 from consensus.errors import ConfigError
 
@@ -36,17 +38,36 @@ def _register() -> None:
     app.command("schema")(info.schema)
 
 
-def main() -> None:
-    """Console-script entry point."""
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: exit 0 on success, 2 for bad input or configuration (with
+    the file, field and problem, never a traceback), 130 when interrupted, 1 otherwise."""
     _register()
     try:
-        app()
+        code = app(args=argv, standalone_mode=False)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
-        print("interrupted; decisions made so far are in the store", file=sys.stderr)
+    except ValidationError as exc:  # a model built from user input outside the loaders
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        print(f"error: {where + ': ' if where else ''}{err['msg']}", file=sys.stderr)
+        sys.exit(2)
+    except (typer.Abort, KeyboardInterrupt):
+        print("interrupted; decisions made so far are in the store and in decisions.jsonl, "
+              "and summary.json says status interrupted", file=sys.stderr)
         sys.exit(130)
+    except typer.TyperException as exc:  # usage errors: unknown option, bad value, ...
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        sys.exit(getattr(exc, "exit_code", 2))
+    except Exception as exc:  # noqa: BLE001 - the last net: a bug, reported without a traceback
+        if os.environ.get("CONSENSUS_DEBUG"):
+            raise
+        print(f"error: internal error: {type(exc).__name__}: {str(exc)[:500]} (set "
+              "CONSENSUS_DEBUG=1 for the traceback, and please report it)", file=sys.stderr)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,8 @@ def run(
         = None,
     store: Annotated[Path | None, typer.Option(help="SQLite store (default OUT/consensus.sqlite).")]
         = None,
-    limit: Annotated[int | None, typer.Option(help="Decide only the first N requests.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Decide only the first N requests.")]
+        = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print summary.json to stdout.")] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "warning",
 ) -> None:
@@ -33,7 +34,7 @@ def run(
     configure_logging(log_level)
     sc = load_scenario(scenario, strategy=strategy)
     if limit is not None:
-        sc = type(sc)(sc.source, sc.file, sc.judges, sc.requests[:limit], sc.strategy)
+        sc = sc.limited(limit)
     out_dir = out or Path("out") / sc.name
     console = Console(stderr=True)
     from consensus.runner import run_scenario  # imports Ray: only when running

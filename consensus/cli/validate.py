@@ -1,33 +1,55 @@
-"""``consensus validate FILE...``: load scenarios or constitutions strictly, lint, report."""
+"""``consensus validate FILE...``: load scenarios or constitutions strictly, lint, report.
+
+Validation checks everything ``consensus run`` will need, without starting Ray: the dataset,
+every judge's files (constitutions, record CSVs and the judges recorded in them), the strategy
+and policy against the panel, and a ``fit_on`` scenario. Every file is checked; each invalid one
+gets an error line naming the file, the field path and the problem, and the exit code is 2 if
+any was invalid.
+"""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from consensus.errors import ConfigError
-from consensus.scenario import load_scenario, read_yaml
+from consensus.files import read_yaml
 
 
 def validate(
     files: Annotated[list[Path], typer.Argument(help="Scenario or constitution YAML files.")],
 ) -> None:
-    """Check files without running anything; exit 2 on the first invalid one."""
-    from consensus.constitution import lint, load_constitution
-
+    """Check files without running anything; exit 2 if any is invalid."""
+    failed = 0
     for f in files:
-        data = read_yaml(f)
-        if isinstance(data, dict) and "principles" in data:
-            c = load_constitution(f)
-            warnings = lint(c)
-            typer.echo(f"{f}: constitution ok ({len(c.principles)} principles)")
-            for w in warnings:
-                typer.echo(f"{f}: warning: {w}")
-        elif isinstance(data, dict):
-            s = load_scenario(f)
-            typer.echo(f"{f}: scenario ok ({len(s.judges)} judges, {len(s.requests)} requests, "
-                       f"strategy {s.strategy.name})")
-        else:
-            raise ConfigError("neither a scenario nor a constitution", source=str(f))
+        try:
+            typer.echo(check_file(f))
+        except ConfigError as exc:
+            failed += 1
+            print(f"error: {exc}", file=sys.stderr)
+    if failed:
+        raise typer.Exit(2)
+
+
+def check_file(f: Path) -> str:
+    """Validate one file; the report line, or a ConfigError."""
+    from consensus.constitution import parse_constitution
+    from consensus.lint import lint
+    from consensus.scenario import load_scenario
+
+    data = read_yaml(f)
+    if isinstance(data, list) or (isinstance(data, dict) and "principles" in data):
+        c = parse_constitution(data, source=str(f))
+        lines = [f"{f}: constitution ok ({len(c.principles)} principles)"]
+        lines += [f"{f}: warning: {w}" for w in lint(c)]
+        return "\n".join(lines)
+    if isinstance(data, dict):
+        s = load_scenario(f)
+        return (f"{f}: scenario ok ({len(s.judges)} judges, {len(s.requests)} requests, "
+                f"strategy {s.strategy.name})")
+    raise ConfigError("neither a scenario (a mapping with name, dataset, panel) nor a "
+                      f"constitution (a list or a mapping of principles); got "
+                      f"{type(data).__name__}", source=str(f))

@@ -1,7 +1,8 @@
 """The run output directory contract, read by other tools and checks.
 
-``summary.json`` (:class:`~consensus.types.RunSummary`), ``decisions.jsonl`` (one outcome per
-line, written as each decision is made), ``decisions.csv`` (one row per ballot) and ``votes.csv``
+``summary.json`` (:class:`~consensus.types.RunSummary`; written with status ``running`` when
+the run starts and rewritten at its end, ``complete`` or ``interrupted``), ``decisions.jsonl``
+(one outcome per line, each with its run id, written as each decision is made), ``decisions.csv`` (one row per ballot) and ``votes.csv``
 (one row per vote: request id, candidate id, judge, label, confidence, abstain reason).
 
 Example:
@@ -17,11 +18,15 @@ Example:
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import TextIO
 
+from consensus.errors import ConfigError
 from consensus.types import Outcome, RunSummary
 
 DECISION_COLUMNS = ("request_id", "subject", "label", "probability", "strategy", "tie",
@@ -29,6 +34,72 @@ DECISION_COLUMNS = ("request_id", "subject", "label", "probability", "strategy",
                     "action", "accepted_candidate", "reason")
 VOTE_COLUMNS = ("request_id", "candidate_id", "judge", "label", "confidence", "abstain_kind",
                 "abstain_reason", "latency_s", "cost_usd", "violations")
+
+
+RUN_FILES = ("summary.json", "decisions.jsonl", "decisions.csv", "votes.csv", "report.html")
+"""What one run writes into its output folder (the store may hold many runs)."""
+
+
+class RunFolder:
+    """An output folder owned by one run at a time.
+
+    Entering takes an exclusive lock (``.lock``, released by the OS even if the process is
+    killed), so a second run into the same folder is refused while the first is going, instead
+    of the two mixing their decisions. It then removes the previous run's files, so a run
+    killed half-way never leaves an old summary or report beside new decisions.
+
+    Raises:
+        ConfigError: the folder is a file, cannot be created or written, or is in use.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> with RunFolder(d / "out") as folder:
+        ...     folder.path.name
+        'out'
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._lock: TextIO | None = None
+
+    def __enter__(self) -> RunFolder:
+        src = str(self.path)
+        if self.path.exists() and not self.path.is_dir():
+            raise ConfigError("the output folder is a file", source=src, field="--out")
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            lock = (self.path / ".lock").open("a+", encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot write the output folder: {exc.strerror or exc}",
+                              source=src, field="--out") from None
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another run"
+            lock.close()
+            raise ConfigError(f"{holder} is writing to this output folder; wait for it or "
+                              "choose another --out", source=src, field="--out") from None
+        self._lock = lock
+        for name in RUN_FILES:
+            (self.path / name).unlink(missing_ok=True)
+        return self
+
+    def claim(self, run_id: str) -> None:
+        """Write the holder's run id into the lock file (shown to a refused second run)."""
+        if self._lock is not None:
+            self._lock.seek(0)
+            self._lock.truncate()
+            self._lock.write(f"run {run_id} (pid {os.getpid()})")
+            self._lock.flush()
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._lock is not None:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._lock.close()
+            self._lock = None
 
 
 class DecisionLog:

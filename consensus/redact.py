@@ -1,0 +1,74 @@
+"""Secrets never leave the process: one redactor for logs, votes, reports and the store.
+
+Two mechanisms, applied together by :func:`redact`:
+
+* **patterns**: key-like substrings of the providers we know (``sk-...``, ``sk-ant-...``,
+  ``AKIA...``, ``ghp_...``, ``xox?-...``, ``AIza...``, bearer tokens, private key blocks,
+  ``api_key=...`` assignments), also when a provider echoes them partly masked
+  (``sk-proj-****abcd``);
+* **known values**: the secrets this process holds (API keys read from the environment), and any
+  fragment of six or more of their characters, so a provider that echoes the last eight
+  characters of a key does not leak them either.
+
+:class:`~consensus.types.Vote` redacts its critique and abstention reason with the patterns when
+it is built, so whatever a judge writes is clean in ``votes.csv``, ``decisions.jsonl``, the
+report and the store; judges that hold a key also pass it as a known value.
+
+Example:
+    >>> redact("Incorrect API key provided: sk-proj-********************wxyz.")
+    'Incorrect API key provided: ***.'
+    >>> redact("key ...9f8e7d6c5b4a rejected", secrets=["sk-live-0a1b2c3d9f8e7d6c5b4a"])
+    'key ...*** rejected'
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+MASK = "***"
+FRAGMENT = 6
+"""Characters of a known secret that count as a leak when they appear together."""
+
+SECRET_PATTERN = re.compile("|".join((
+    r"(?<=Bearer )[\w.\-~+/=*]+",
+    r"(?<=Basic )[A-Za-z0-9+/=]{8,}",
+    r"\b(?:sk|pk|rk)-[A-Za-z0-9_\-*.]{4,}[A-Za-z0-9*]",
+    r"\b[sr]k_(?:live|test)_[A-Za-z0-9*]{8,}",
+    r"\b(?:AKIA|ASIA)[0-9A-Z*]{12,}",
+    r"\bgh[pousr]_[A-Za-z0-9*]{12,}",
+    r"\bgithub_pat_[A-Za-z0-9_*]{12,}",
+    r"\bxox[abposr]-[A-Za-z0-9\-*]{8,}",
+    r"\bAIza[0-9A-Za-z_\-*]{12,}",
+    r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----[\s\S]*?(?:-----END (?:[A-Z]+ )?PRIVATE KEY-----|$)",
+    r"(?i:(?<=api_key=)|(?<=api-key=)|(?<=api_key: )|(?<=api-key: ))[^\s&\"',;]{6,}",
+)))
+SECRET_KEYS = re.compile(r"(api[_-]?key|token|secret|password|authorization|bearer)", re.I)
+"""Mapping keys whose values are secrets whatever they look like (structured logs)."""
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` with every key-like substring and every fragment of a known secret masked."""
+    if not text:
+        return text
+    for s in secrets:
+        if s and len(s) >= FRAGMENT:
+            text = _mask_fragments(text, s)
+    return SECRET_PATTERN.sub(MASK, text)
+
+
+def _mask_fragments(text: str, secret: str) -> str:
+    """Mask every run of ``text`` made of windows of FRAGMENT characters found in ``secret``."""
+    if secret in text:
+        text = text.replace(secret, MASK)
+    grams = {secret[i:i + FRAGMENT] for i in range(len(secret) - FRAGMENT + 1)}
+    spans: list[list[int]] = []
+    for i in range(len(text) - FRAGMENT + 1):
+        if text[i:i + FRAGMENT] in grams:
+            if spans and i <= spans[-1][1]:
+                spans[-1][1] = i + FRAGMENT
+            else:
+                spans.append([i, i + FRAGMENT])
+    for start, end in reversed(spans):
+        text = text[:start] + MASK + text[end:]
+    return text
