@@ -74,3 +74,20 @@ def read_yaml(path: str | Path, *, what: str = "file") -> Any:
         raise ConfigError(f"{where}invalid YAML: {problem}", source=str(path)) from None
     except RecursionError:
         raise ConfigError("invalid YAML: nested too deeply", source=str(path)) from None
+
+
+def output_dir(path: str | Path, *, option: str = "--out") -> Path:
+    """Create (if needed) a folder to write results into, or raise a ConfigError saying why
+    it cannot be: a file in the way, no permission, a read-only disk."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise ConfigError("the output folder is a file", source=str(p), field=option)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        probe = p / ".write-test"
+        probe.write_text("", encoding="utf-8")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"cannot write the output folder: {exc.strerror or exc}",
+                          source=str(p), field=option) from None
+    return p

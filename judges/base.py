@@ -22,14 +22,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Any, Protocol, runtime_checkable
+from typing import Annotated, Any, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from consensus.types import PAIRWISE_SUBJECT, Candidate, Request, Vote
 
 MAX_TIMEOUT_S = 3600.0
 """The longest ``timeout_s`` a judge may ask for."""
+EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
+"""The NAME of an environment variable (a key pasted here instead is refused, and masked in
+the error)."""
 
 
 @runtime_checkable
@@ -60,7 +63,7 @@ class JudgeSpecBase(BaseModel):
         default=30.0, gt=0, le=MAX_TIMEOUT_S,
         description=f"Bound on one call of this judge, in seconds (at most {MAX_TIMEOUT_S:g}: "
                     "a run must end).")
-    requires_env: tuple[str, ...] = Field(
+    requires_env: tuple[EnvName, ...] = Field(
         default=(),
         description="Environment variables that must be set for the judge to join the panel "
         "(e.g. OPENAI_API_KEY); the judge is listed but disabled otherwise.",

@@ -42,7 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from consensus.redact import redact
 from consensus.errors import JudgeError, VerdictParseError
 from consensus.types import ACCEPT, REJECT, VERDICT_LABELS, Candidate, Request, Violation, Vote
-from judges.base import JudgeSpecBase, provenance
+from judges.base import EnvName, JudgeSpecBase, provenance
 
 _RESERVED = frozenset({"model", "messages", "api_base", "api_key", "timeout", "num_retries",
                        "max_retries", "stream"})
@@ -70,7 +70,7 @@ class LLMJudgeSpec(JudgeSpecBase):
     kind: Literal["llm"] = "llm"
     model: str = Field(min_length=1, description="litellm model string, e.g. openai/gpt-4o-mini.")
     api_base: str | None = Field(default=None, description="Endpoint override (proxy, local).")
-    api_key_env: str | None = Field(
+    api_key_env: EnvName | None = Field(
         default=None, description="NAME of the env var holding the API key (read per call); "
         "None lets litellm use the provider's default variable.")
     rubric: str | None = Field(default=None, description="What to judge and how.")

@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from consensus.errors import ConfigError
+from consensus.redact import redact
 from judges.base import Judge, JudgeSpecBase
 
 
@@ -113,7 +114,7 @@ def config_error_from(exc: ValidationError, *, source: str | None, prefix: str,
         msg = "Extra inputs are not permitted: unknown field (see `consensus schema`)"
     value = err.get("input")
     shown = "" if err["type"] == "missing" else \
-        f"; got {repr(value)[:120] if not isinstance(value, dict) else 'a mapping'}"
+        f"; got {redact(repr(value))[:120] if not isinstance(value, dict) else 'a mapping'}"
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return ConfigError(f"{msg}{shown}{more}", source=source, field=path or None)
 

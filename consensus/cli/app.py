@@ -25,8 +25,14 @@ app = typer.Typer(
 )
 
 
+INTERRUPTED = 130
+"""Exit code of a run stopped by Ctrl-C (128 + SIGINT)."""
+
+
 def _register() -> None:
     # Explicit, not by import side effect: each module exposes a plain function.
+    if app.registered_commands:
+        return
     from consensus.cli import compare, info, run, tune, validate
 
     app.command("run")(run.run)
@@ -53,9 +59,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {where + ': ' if where else ''}{err['msg']}", file=sys.stderr)
         sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):
-        print("interrupted; decisions made so far are in the store and in decisions.jsonl, "
-              "and summary.json says status interrupted", file=sys.stderr)
-        sys.exit(130)
+        code = INTERRUPTED
     except typer.TyperException as exc:  # usage errors: unknown option, bad value, ...
         show = getattr(exc, "show", None)
         if callable(show):
@@ -67,6 +71,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: internal error: {type(exc).__name__}: {str(exc)[:500]} (set "
               "CONSENSUS_DEBUG=1 for the traceback, and please report it)", file=sys.stderr)
         sys.exit(1)
+    if code == INTERRUPTED:  # typer turns Ctrl-C into this exit code
+        print("interrupted; decisions made so far are in the store and in decisions.jsonl, "
+              "and summary.json says status interrupted", file=sys.stderr)
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from consensus.errors import ConfigError
+from consensus.files import output_dir
 from consensus.log import configure_logging
 from consensus.scenario import load_scenario
 
@@ -54,9 +55,10 @@ def compare(
 
     if not 0 <= gold_fraction < 1:
         raise ConfigError(f"--gold-fraction must lie in [0, 1), got {gold_fraction}")
-    if splits < 1:
-        raise ConfigError(f"--splits must be at least 1, got {splits}")
+    if not 1 <= splits <= 10_000:
+        raise ConfigError(f"--splits must lie in [1, 10000], got {splits}")
     loaded = [load_scenario(p) for p in scenarios]
+    out_dir = output_dir(out or Path("out") / f"compare-{'-vs-'.join(s.name for s in loaded)}")
     names = [n.strip() for n in strategies.split(",") if n.strip()] if strategies else None
     if names is None and len(loaded) == 1:
         names = list(strategy_table())
@@ -90,8 +92,6 @@ def compare(
             progress.advance(task)
     rows = [{**({"category": cat} if by_category else {}), **r.row()}
             for cat, rs in results.items() for r in rs]
-    out_dir = out or Path("out") / f"compare-{'-vs-'.join(s.name for s in loaded)}"
-    out_dir.mkdir(parents=True, exist_ok=True)
     with (out_dir / "compare.csv").open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from consensus.files import output_dir
 from consensus.log import configure_logging
 from consensus.scenario import load_scenario
 from consensus.types import RunSummary
@@ -35,7 +36,7 @@ def run(
     sc = load_scenario(scenario, strategy=strategy)
     if limit is not None:
         sc = sc.limited(limit)
-    out_dir = out or Path("out") / sc.name
+    out_dir = output_dir(out or Path("out") / sc.name)  # a bad --out fails before Ray starts
     console = Console(stderr=True)
     from consensus.runner import run_scenario  # imports Ray: only when running
 

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from consensus.errors import ConfigError
+from consensus.files import output_dir
 from consensus.log import configure_logging
 from consensus.scenario import load_scenario
 
@@ -43,12 +44,17 @@ def tune(
         max_harm = 0.05
     if max_harm is not None and max_false_block is not None:
         raise ConfigError("give one target: --max-harm or --max-false-block")
+    for option, value in (("--max-harm", max_harm), ("--max-false-block", max_false_block)):
+        if value is not None and not 0.0 <= value <= 1.0:  # NaN fails too
+            raise ConfigError(f"{option} is a rate in [0, 1], got {value}")
     sc = load_scenario(scenario, strategy=strategy)
+    if not any(r.gold for r in sc.requests):
+        raise ConfigError("tuning needs gold labels, and this scenario's requests have none",
+                          source=str(scenario), field="dataset")
+    out_dir = output_dir(out or Path("out") / f"tune-{sc.name}")
     polled = poll_scenario(sc, address=address)
     points = sweep(polled, accept_probabilities(polled, sc.strategy, sc.file.policy))
     best = recommend(points, max_harm=max_harm, max_false_block=max_false_block)
-    out_dir = out or Path("out") / f"tune-{sc.name}"
-    out_dir.mkdir(parents=True, exist_ok=True)
     with (out_dir / "tune.csv").open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(points[0].row()))
         w.writeheader()

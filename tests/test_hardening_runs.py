@@ -1,0 +1,187 @@
+"""Hardening of runs: output folders never mix runs, interrupted runs say so, secrets never
+reach a stored file, a panel that cannot start fails with a message, and every wait is bounded
+by the judges' own timeouts (on a real local Ray cluster where it takes one)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from consensus.coordinator import GRACE_S, Panel
+from consensus.errors import ConfigError
+from consensus.redact import redact
+from consensus.reports.files import RUN_FILES, RunFolder
+from consensus.scenario import load_scenario
+from consensus.types import Vote
+from judges.simulated import SimulatedJudgeSpec
+from tests.conftest import ROOT
+
+KEY = "sk-proj-Zq8XwV3tU7sR1pO5nM9lK2jH6gF4dS0a"
+
+
+def sim_scenario(folder: Path, *, n: int = 12, delay: float = 0.0, extra: str = "") -> Path:
+    path = folder / "sim.yaml"
+    path.write_text(
+        "name: sim\ndataset: {simulate: {n_items: %d, seed: 3}}\nconcurrency: 4\npanel:\n"
+        "  - {name: a, kind: simulated, default_accuracy: 0.9, delay_s: %g}\n"
+        "  - {name: b, kind: simulated, default_accuracy: 0.8, seed: 1}\n%s" % (n, delay, extra))
+    return path
+
+
+# --- output folders --------------------------------------------------------------------------
+
+def test_a_second_run_into_a_busy_folder_is_refused(tmp_path):
+    with RunFolder(tmp_path / "out") as first:
+        first.claim("run-1")
+        with pytest.raises(ConfigError) as info, RunFolder(tmp_path / "out"):
+            pass
+    assert "run run-1" in info.value.message and info.value.field == "--out"
+    with RunFolder(tmp_path / "out"):  # released: the folder can be used again
+        pass
+
+
+def test_the_cli_refuses_a_busy_folder_before_starting_ray(tmp_path, capsys):
+    from consensus.cli.app import main
+
+    with RunFolder(tmp_path / "out") as held:
+        held.claim("run-1")
+        with pytest.raises(SystemExit) as info:
+            main(["run", str(sim_scenario(tmp_path)), "--out", str(tmp_path / "out")])
+    assert info.value.code == 2 and "is writing to this output folder" in capsys.readouterr().err
+
+
+def test_an_earlier_runs_files_are_removed_when_a_run_starts(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in RUN_FILES:
+        (out / name).write_text("old run")
+    (out / "notes.txt").write_text("mine")
+    with RunFolder(out):
+        assert not any((out / name).exists() for name in RUN_FILES)
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+# --- bounded waits ----------------------------------------------------------------------------
+
+def test_each_host_waits_for_its_own_judges_only():
+    specs = [SimulatedJudgeSpec(name="fast", timeout_s=1.0),
+             SimulatedJudgeSpec(name="slow", timeout_s=600.0, host="slow-host"),
+             SimulatedJudgeSpec(name="fast2", timeout_s=2.5)]
+    panel = Panel(specs=specs, routes={"fast": "simulated", "fast2": "simulated",
+                                       "slow": "slow-host"})
+    assert panel.host_limits() == {"simulated": 2.5 + GRACE_S, "slow-host": 600.0 + GRACE_S}
+
+
+# --- secrets ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text", [
+    f"Incorrect API key provided: {KEY}.",
+    f"Incorrect API key provided: sk-proj-{'*' * 20}{KEY[-4:]}.",
+    f"key ending ...{KEY[-10:]} was rejected",
+    f"Authorization: Bearer {KEY[8:]}",
+])
+def test_key_like_text_is_redacted(text):
+    clean = redact(text, secrets=[KEY])
+    assert KEY[-8:] not in clean and KEY[:12] not in clean and "***" in clean
+
+
+def test_votes_redact_their_text_when_built():
+    v = Vote.abstain(judge="j", request_id="q", candidate_id="a", kind="provider_error",
+                     reason=f"401: Incorrect API key provided: {KEY}")
+    assert KEY not in (v.abstain_reason or "") and "sk-proj" not in (v.abstain_reason or "")
+
+
+
+@pytest.mark.ray
+def test_no_stored_file_holds_a_key(ray_session, tmp_path):
+    """A provider's text recorded with the votes (here: a replay CSV's reasons) is redacted in
+    votes.csv, decisions.jsonl, the report and the store."""
+    from consensus.runner import run_scenario
+
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps(
+        {"id": f"r{i}", "prompt": "p", "candidates": [{"id": "a", "text": "t"}],
+         "gold": {"a": "accept"}}) + "\n" for i in range(3)))
+    with (tmp_path / "votes.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["request_id", "candidate_id", "judge", "label", "reason"])
+        for i in range(3):
+            w.writerow([f"r{i}", "a", "gpt", "accept", f"provider said: key {KEY} is fine"])
+        w.writerow(["r0", "a", "gpt2", "", f"Error: Incorrect API key sk-proj-****{KEY[-6:]}"])
+    path = tmp_path / "s.yaml"
+    path.write_text("name: leak\ndataset: data.jsonl\npanel:\n"
+                    "  - {name: gpt, kind: replay, source: votes.csv}\n"
+                    "  - {name: gpt2, kind: replay, source: votes.csv}\n")
+    out = tmp_path / "out"
+    run_scenario(load_scenario(path), out)
+    db = sqlite3.connect(out / "consensus.sqlite")
+    stored = "\n".join(str(row) for table in ("runs", "decisions", "votes")
+                       for row in db.execute(f"SELECT * FROM {table}"))  # noqa: S608
+    for text in [stored, *((out / n).read_text() for n in RUN_FILES)]:
+        assert KEY[-6:] not in text and KEY[:14] not in text
+    assert "***" in (out / "votes.csv").read_text()
+
+
+# --- panels that cannot start, runs that are interrupted --------------------------------------
+
+@pytest.mark.ray
+def test_a_panel_asking_for_more_cpus_than_the_cluster_fails_at_once(ray_session):
+    spec = SimulatedJudgeSpec(name="big", num_cpus=64)
+    start = time.perf_counter()
+    with pytest.raises(ConfigError) as info:
+        Panel.start([spec], base_dir=ROOT)
+    assert "num_cpus=64" in info.value.message and time.perf_counter() - start < 30
+
+
+@pytest.mark.ray
+def test_an_interrupted_run_says_so_and_keeps_what_it_decided(ray_session, tmp_path):
+    from consensus.runner import run_scenario
+    from consensus.store import Store
+
+    seen: list[str] = []
+
+    def stop_after_three(req, outcome):  # noqa: ANN001
+        seen.append(req.id)
+        if len(seen) == 3:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        run_scenario(load_scenario(sim_scenario(tmp_path, n=40)), out,
+                     on_progress=stop_after_three, concurrency=1)
+    summary = json.loads((out / "summary.json").read_text())
+    lines = [json.loads(x) for x in (out / "decisions.jsonl").read_text().splitlines()]
+    assert summary["status"] == "interrupted" and summary["n_requests"] == 3
+    assert len(lines) == 3 and {x["run_id"] for x in lines} == {summary["run_id"]}
+    assert Store(out / "consensus.sqlite").count_decisions(summary["run_id"]) == 3
+    with (out / "votes.csv").open() as fh:
+        assert len(list(csv.DictReader(fh))) == 3 * 2
+
+
+@pytest.mark.ray
+def test_ctrl_c_prints_interrupted_and_exits_130(tmp_path):
+    """A real SIGINT to a real `consensus run`."""
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "consensus.cli.app", "run",
+         str(sim_scenario(tmp_path, n=400, delay=0.2)), "--out", str(out)],
+        cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+        env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+    deadline = time.monotonic() + 120
+    jsonl = out / "decisions.jsonl"
+    while time.monotonic() < deadline and not (jsonl.exists() and jsonl.read_text().count("\n")):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted" in err and "Traceback" not in err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and 0 < summary["n_requests"] < 400
