@@ -36,7 +36,7 @@ import structlog
 
 from consensus.errors import ConfigError
 from consensus.policy import Policy
-from consensus.types import Ballot, Decision, Outcome, Request, Vote
+from consensus.types import AbstainKind, Ballot, Decision, Outcome, Request, Vote
 from judges.actor import plan_hosts, start_host, start_payloads
 from judges.base import JudgeSpecBase
 from judges.registry import prepare
@@ -165,7 +165,7 @@ class Panel:
                      for t in targets for s in self.specs)
 
     @staticmethod
-    async def _await(ref: Any, limit: float) -> list[Vote] | tuple[str, str]:
+    async def _await(ref: Any, limit: float) -> list[Vote] | tuple[AbstainKind, str]:
         """Await one host batch; translate Ray failures (the one Ray error boundary)."""
         try:
             return await asyncio.wait_for(ref, limit)
@@ -190,7 +190,7 @@ class Panel:
 def _check_resources(plan: Mapping[str, Sequence[JudgeSpecBase]]) -> None:
     """Refuse a panel whose hosts ask for more CPUs than the whole cluster has."""
     total = float(ray.cluster_resources().get("CPU", 0.0))
-    for host, specs in plan.items():
+    for specs in plan.values():
         need = max((s.num_cpus for s in specs), default=0.0)
         if need > total:
             names = ", ".join(s.name for s in specs if s.num_cpus == need)
@@ -289,30 +289,29 @@ class Coordinator:
         sem = asyncio.Semaphore(concurrency)
         learning = self.refit and learns(self.strategy)
 
-        async def one(req: Request) -> tuple[tuple[Vote, ...], float] | Outcome:
+        async def polled(req: Request) -> tuple[tuple[Vote, ...], float]:
             async with sem:
                 structlog.contextvars.bind_contextvars(request_id=req.id)
                 start = time.perf_counter()
                 votes = await self.panel.poll(req)
-                latency = time.perf_counter() - start
-                if learning:
-                    return votes, latency
-                outcome = self.conclude(req, votes, latency)
-                await _maybe_await(on_outcome(req, outcome) if on_outcome else None)
-                return outcome
+                return votes, time.perf_counter() - start
 
-        polled = await asyncio.gather(*(one(r) for r in requests))
+        async def concluded(req: Request, votes: Sequence[Vote], latency: float) -> Outcome:
+            outcome = self.conclude(req, votes, latency)
+            await _maybe_await(on_outcome(req, outcome) if on_outcome else None)
+            return outcome
+
+        async def decided(req: Request) -> Outcome:
+            return await concluded(req, *await polled(req))
+
         if not learning:
-            return list(polled)  # type: ignore[arg-type]
-        all_ballots = [b for r, (votes, _) in zip(requests, polled, strict=True)  # type: ignore[misc]
+            return list(await asyncio.gather(*(decided(r) for r in requests)))
+        polls = await asyncio.gather(*(polled(r) for r in requests))
+        all_ballots = [b for r, (votes, _) in zip(requests, polls, strict=True)
                        for b in ballots_of(r, votes)]
         self.strategy = fit_strategy(self.strategy, mask_gold(all_ballots))
-        outcomes = []
-        for r, (votes, latency) in zip(requests, polled, strict=True):  # type: ignore[misc]
-            outcome = self.conclude(r, votes, latency)
-            await _maybe_await(on_outcome(r, outcome) if on_outcome else None)
-            outcomes.append(outcome)
-        return outcomes
+        return [await concluded(r, votes, latency)
+                for r, (votes, latency) in zip(requests, polls, strict=True)]
 
 
 async def _maybe_await(x: Awaitable[None] | None) -> None:

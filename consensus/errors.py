@@ -21,6 +21,11 @@ Example:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from consensus.types import AbstainKind
+
 
 class ConsensusError(Exception):
     """Base of every error this package raises on purpose."""
@@ -49,7 +54,8 @@ class ConfigError(ConsensusError):
 class JudgeError(ConsensusError):
     """A judge call failed; a retry may help (rate limit, timeout, 5xx)."""
 
-    def __init__(self, message: str, *, retryable: bool = True, kind: str = "provider_error"):
+    def __init__(self, message: str, *, retryable: bool = True,
+                 kind: AbstainKind = "provider_error"):
         self.retryable = retryable
         self.kind = kind
         super().__init__(message)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -34,7 +35,7 @@ def _scrub(value: Any) -> Any:
     return value
 
 
-def redact_secrets(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+def redact_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> dict[str, Any]:
     """structlog processor: mask secrets by key and by value."""
     return {k: ("***" if SECRET_KEYS.search(k) else _scrub(v)) for k, v in event.items()}
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -75,7 +74,8 @@ class Policy(BaseModel):
     @classmethod
     def _valid_quorum(cls, v: Any) -> Any:
         if isinstance(v, bool) or not isinstance(v, int | float):
-            raise ValueError(f"quorum must be a count (int >= 1) or a share in (0, 1], got {v!r}")
+            raise ValueError(  # noqa: TRY004 - pydantic reports ValueError, not TypeError
+                f"quorum must be a count (int >= 1) or a share in (0, 1], got {v!r}")
         if isinstance(v, int) and v < 1:
             raise ValueError(f"a quorum count must be at least 1, got {v}")
         if isinstance(v, float) and not 0.0 < v <= 1.0:

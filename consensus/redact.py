@@ -30,7 +30,7 @@ MASK = "***"
 FRAGMENT = 6
 """Characters of a known secret that count as a leak when they appear together."""
 
-SECRET_PATTERN = re.compile("|".join((
+_PATTERNS = (
     r"(?<=Bearer )[\w.\-~+/=*]+",
     r"(?<=Basic )[A-Za-z0-9+/=]{8,}",
     r"\b(?:sk|pk|rk)-[A-Za-z0-9_\-*.]{4,}[A-Za-z0-9*]",
@@ -42,8 +42,9 @@ SECRET_PATTERN = re.compile("|".join((
     r"\bAIza[0-9A-Za-z_\-*]{12,}",
     r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----[\s\S]*?(?:-----END (?:[A-Z]+ )?PRIVATE KEY-----|$)",
     r"(?i:(?<=api_key=)|(?<=api-key=)|(?<=api_key: )|(?<=api-key: ))[^\s&\"',;]{6,}",
-)))
-SECRET_KEYS = re.compile(r"(api[_-]?key|token|secret|password|authorization|bearer)", re.I)
+)
+SECRET_PATTERN = re.compile("|".join(_PATTERNS))
+SECRET_KEYS = re.compile(r"(api[_-]?key|token|secret|password|authorization|bearer)", re.IGNORECASE)
 """Mapping keys whose values are secrets whatever they look like (structured logs)."""
 
 

@@ -15,6 +15,7 @@ Example (needs Ray)::
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 import uuid
@@ -65,7 +66,7 @@ def ensure_ray(address: str | None = None) -> None:
         return
     quiet_ray()
     try:
-        ray.init(address=address, include_dashboard=False, logging_level="WARNING",
+        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,
                  log_to_driver=True, configure_logging=True)
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
         where = f"the Ray cluster at {address!r}" if address else "a local Ray cluster"
@@ -83,7 +84,6 @@ def quiet_ray() -> None:
       Ray documents it;
     * deprecation notices that ray's own modules raise as Python warnings.
     """
-    import logging
     import warnings
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")

@@ -170,8 +170,9 @@ class ScenarioFile(BaseModel):
     @classmethod
     def _strategy_form(cls, v: Any) -> Any:
         if not isinstance(v, str | dict):
-            raise ValueError("a strategy is a name or a mapping with a name, got "
-                             f"{type(v).__name__}")
+            raise ValueError(  # noqa: TRY004 - pydantic reports ValueError, not TypeError
+                "a strategy is a name or a mapping with a name, got "
+                f"{type(v).__name__}")
         return v
 
 

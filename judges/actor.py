@@ -82,7 +82,7 @@ class JudgeHostImpl:
         except TimeoutError:
             return Vote.abstain(kind="timeout", reason=f"no vote within {spec.timeout_s:g}s",
                                 latency_s=time.perf_counter() - start, **common)
-        except Exception as exc:  # a judge never raises into the coordinator
+        except Exception as exc:  # noqa: BLE001 - a judge never raises into the coordinator
             return Vote.abstain(kind="error", reason=f"{type(exc).__name__}: {exc}"[:300],
                                 latency_s=time.perf_counter() - start, **common)
         if vote.latency_s == 0.0:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Annotated, Any, Protocol, runtime_checkable
+from typing import Annotated, Any, Protocol, TypedDict, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -93,7 +93,16 @@ def config_hash(data: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:12]
 
 
-def provenance(judge: Judge, request: Request, candidate: Candidate | None) -> dict[str, str]:
+class Provenance(TypedDict):
+    """The fields that name a vote's judge and subject (``Vote(**provenance(...), ...)``)."""
+
+    judge: str
+    judge_version: str
+    request_id: str
+    candidate_id: str
+
+
+def provenance(judge: Judge, request: Request, candidate: Candidate | None) -> Provenance:
     """The fields every vote of ``judge`` on this call carries (judge, version, ids)."""
     return {"judge": judge.name, "judge_version": judge.version, "request_id": request.id,
             "candidate_id": subject_of(candidate)}

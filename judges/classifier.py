@@ -32,7 +32,7 @@ from pydantic import Field
 
 from consensus.errors import ConfigError
 from consensus.types import Candidate, Request, Vote
-from judges.base import JudgeSpecBase, config_hash, provenance
+from judges.base import JudgeSpecBase, Provenance, config_hash, provenance
 
 MAX_SEGMENTS = 64
 """Segments scored per text; more sentences are merged into this many windows."""
@@ -142,12 +142,12 @@ class ClassifierJudge:
             else:
                 score, n = await asyncio.to_thread(self._score_subject, request, candidate)
                 vote = self._verdict(score, n, common)
-        except Exception as exc:  # a judge never raises into the coordinator
+        except Exception as exc:  # noqa: BLE001 - a judge never raises into the coordinator
             vote = Vote.abstain(kind="error", reason=f"classifier failed: {exc!r}"[:300],
                                 **common)
         return vote.model_copy(update={"latency_s": time.perf_counter() - start})
 
-    def _verdict(self, score: float, n: int, common: dict[str, Any]) -> Vote:
+    def _verdict(self, score: float, n: int, common: Provenance) -> Vote:
         thr = self.spec.threshold
         reject = score >= thr
         where = f"max over {n} segments" if n > 1 else "whole text"
@@ -156,7 +156,7 @@ class ClassifierJudge:
                     critique=f"toxicity {score:.3f} {'>=' if reject else '<'} threshold "
                              f"{thr:g} ({self.spec.model}, {where})", **common)
 
-    def _pairwise(self, request: Request, scores: list[float], common: dict[str, Any]) -> Vote:
+    def _pairwise(self, request: Request, scores: list[float], common: Provenance) -> Vote:
         ranked = sorted(zip(scores, (c.id for c in request.candidates)))
         shown = ", ".join(f"{cid}: {s:.3f}" for s, cid in ranked)
         (best, best_id), (second, _) = ranked[0], ranked[1]

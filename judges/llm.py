@@ -39,10 +39,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from consensus.redact import redact
 from consensus.errors import JudgeError, VerdictParseError
+from consensus.redact import redact
 from consensus.types import ACCEPT, REJECT, VERDICT_LABELS, Candidate, Request, Violation, Vote
-from judges.base import EnvName, JudgeSpecBase, provenance
+from judges.base import EnvName, JudgeSpecBase, Provenance, provenance
 
 _RESERVED = frozenset({"model", "messages", "api_base", "api_key", "timeout", "num_retries",
                        "max_retries", "stream"})
@@ -123,7 +123,7 @@ _KEYS = {
     "violated_principles": ("violated_principles", "violations", "violated", "principles"),
 }
 _WORDS = {"very high": 0.95, "high": 0.85, "medium": 0.6, "moderate": 0.6, "low": 0.3}
-_FENCE = re.compile(r"```[a-zA-Z]*\s*\n?(.*?)```", re.S)
+_FENCE = re.compile(r"```[a-zA-Z]*\s*\n?(.*?)```", re.DOTALL)
 
 
 def parse_verdict(text: str, labels: Sequence[str] = VERDICT_LABELS) -> VerdictReply:
@@ -216,7 +216,7 @@ def _ids(value: Any) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------- prompts
-_TAG = re.compile(r"<(?=\s*/?\s*(?:prompt|candidate)\b)", re.I)
+_TAG = re.compile(r"<(?=\s*/?\s*(?:prompt|candidate)\b)", re.IGNORECASE)
 
 
 def as_data(text: str) -> str:
@@ -338,7 +338,7 @@ class LLMJudge:
         return vote.model_copy(update={"latency_s": time.perf_counter() - start})
 
     async def _judge(self, request: Request, candidate: Candidate | None, start: float,
-                     common: dict[str, Any], secrets: list[str]) -> Vote:
+                     common: Provenance, secrets: list[str]) -> Vote:
         spec = self.spec
         labels = request.labels() if candidate is None else VERDICT_LABELS
         if candidate is None and len(request.candidates) < 2:
@@ -354,9 +354,9 @@ class LLMJudge:
             resp = await self._call(build_messages(spec, request, candidate), api_key,
                                     start, secrets)
         except JudgeError as err:
-            return Vote.abstain(kind=err.kind, reason=str(err), **common)  # type: ignore[arg-type]
+            return Vote.abstain(kind=err.kind, reason=str(err), **common)
         usage = getattr(resp, "usage", None)
-        meta = {"tokens": getattr(usage, "total_tokens", None), "cost_usd": self._cost(resp)}
+        tokens, cost = getattr(usage, "total_tokens", None), self._cost(resp)
         choice = resp.choices[0]
         text = choice.message.content or ""
         try:
@@ -365,11 +365,12 @@ class LLMJudge:
             cut = " (reply cut at max_tokens)" if choice.finish_reason == "length" else ""
             excerpt = text[:200] + ("..." if len(text) > 200 else "")
             return Vote.abstain(kind="unparseable", reason=scrub(
-                f"{exc}{cut}; reply: {excerpt!r}", secrets), **common, **meta)
+                f"{exc}{cut}; reply: {excerpt!r}", secrets), tokens=tokens, cost_usd=cost,
+                **common)
         return Vote(label=reply.verdict, confidence=reply.confidence,
                     critique=scrub(reply.critique, secrets),
                     violations=tuple(Violation(principle=p) for p in reply.violated_principles),
-                    **common, **meta)
+                    tokens=tokens, cost_usd=cost, **common)
 
     async def _call(self, messages: list[dict[str, str]], api_key: str | None, start: float,
                     secrets: list[str]) -> Any:

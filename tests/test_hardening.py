@@ -125,7 +125,7 @@ def test_a_negative_judge_weight_is_refused(project, capsys):
 @pytest.mark.parametrize("quorum", [1, 2, 0.01, 0.5, 1.0])
 def test_valid_quorums_need_at_least_one_vote(quorum):
     p = Policy(quorum=quorum)
-    assert all(p.min_valid(n) >= 1 for n in range(0, 8))
+    assert all(p.min_valid(n) >= 1 for n in range(8))
 
 
 def test_every_withholding_action_delivers_nothing():
@@ -238,8 +238,8 @@ BAD_LINES = [
     ("{not json", "invalid JSON"),
     ("[1, 2]", "JSON object"),
     ('{"id": "x", "prompt": "p", "candidates": []}', "candidates"),
-    ('{"id": "x", "prompt": "p", "candidates": [{"id": "a", "text": "t"}], '
-     '"gold": {"a": "maybe"}}', "gold"),
+    (('{"id": "x", "prompt": "p", "candidates": [{"id": "a", "text": "t"}], '
+      '"gold": {"a": "maybe"}}'), "gold"),
     ('{"id": "r0", "prompt": "p", "candidates": [{"id": "a", "text": "t"}]}', "duplicate"),
 ]
 
@@ -399,7 +399,7 @@ def test_validation_reads_files_once_per_path(project, monkeypatch):
     loads: list[Path] = []
     original = replay.RecordTable.load.__func__  # type: ignore[attr-defined]
 
-    def counting(cls, path):  # noqa: ANN001
+    def counting(cls, path):
         loads.append(Path(path))
         return original(cls, path)
 

@@ -22,6 +22,7 @@ from consensus.redact import redact
 from consensus.reports.files import RUN_FILES, RunFolder
 from consensus.scenario import load_scenario
 from consensus.types import Vote
+from judges.base import JudgeSpecBase
 from judges.simulated import SimulatedJudgeSpec
 from tests.conftest import ROOT
 
@@ -31,9 +32,9 @@ KEY = "sk-proj-Zq8XwV3tU7sR1pO5nM9lK2jH6gF4dS0a"
 def sim_scenario(folder: Path, *, n: int = 12, delay: float = 0.0, extra: str = "") -> Path:
     path = folder / "sim.yaml"
     path.write_text(
-        "name: sim\ndataset: {simulate: {n_items: %d, seed: 3}}\nconcurrency: 4\npanel:\n"
-        "  - {name: a, kind: simulated, default_accuracy: 0.9, delay_s: %g}\n"
-        "  - {name: b, kind: simulated, default_accuracy: 0.8, seed: 1}\n%s" % (n, delay, extra))
+        f"name: sim\ndataset: {{simulate: {{n_items: {n}, seed: 3}}}}\nconcurrency: 4\npanel:\n"
+        f"  - {{name: a, kind: simulated, default_accuracy: 0.9, delay_s: {delay:g}}}\n"
+        f"  - {{name: b, kind: simulated, default_accuracy: 0.8, seed: 1}}\n{extra}")
     return path
 
 
@@ -73,7 +74,7 @@ def test_an_earlier_runs_files_are_removed_when_a_run_starts(tmp_path):
 # --- bounded waits ----------------------------------------------------------------------------
 
 def test_each_host_waits_for_its_own_judges_only():
-    specs = [SimulatedJudgeSpec(name="fast", timeout_s=1.0),
+    specs: list[JudgeSpecBase] = [SimulatedJudgeSpec(name="fast", timeout_s=1.0),
              SimulatedJudgeSpec(name="slow", timeout_s=600.0, host="slow-host"),
              SimulatedJudgeSpec(name="fast2", timeout_s=2.5)]
     panel = Panel(specs=specs, routes={"fast": "simulated", "fast2": "simulated",
@@ -124,7 +125,7 @@ def test_no_stored_file_holds_a_key(ray_session, tmp_path):
     run_scenario(load_scenario(path), out)
     db = sqlite3.connect(out / "consensus.sqlite")
     stored = "\n".join(str(row) for table in ("runs", "decisions", "votes")
-                       for row in db.execute(f"SELECT * FROM {table}"))  # noqa: S608
+                       for row in db.execute(f"SELECT * FROM {table}"))
     for text in [stored, *((out / n).read_text() for n in RUN_FILES)]:
         assert KEY[-6:] not in text and KEY[:14] not in text
     assert "***" in (out / "votes.csv").read_text()
@@ -148,7 +149,7 @@ def test_an_interrupted_run_says_so_and_keeps_what_it_decided(ray_session, tmp_p
 
     seen: list[str] = []
 
-    def stop_after_three(req, outcome):  # noqa: ANN001
+    def stop_after_three(req, outcome):
         seen.append(req.id)
         if len(seen) == 3:
             raise KeyboardInterrupt

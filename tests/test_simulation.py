@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from consensus.errors import ConfigError
+from consensus.oracle import BayesOracle
 from consensus.scenario import SimulatedDataset, load_scenario
 from consensus.types import Ballot
-from consensus.oracle import BayesOracle
 from judges.simulated import (
     SimulatedJudge,
     SimulatedJudgeSpec,

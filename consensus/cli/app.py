@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
         if callable(show):
             show()
         sys.exit(getattr(exc, "exit_code", 2))
-    except Exception as exc:  # noqa: BLE001 - the last net: a bug, reported without a traceback
+    except Exception as exc:
         if os.environ.get("CONSENSUS_DEBUG"):
             raise
         print(f"error: internal error: {type(exc).__name__}: {str(exc)[:500]} (set "

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import csv
 import json
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
 from consensus.errors import ConfigError
@@ -71,7 +72,7 @@ def compare(
                       console=console, transient=True) as progress:
             task = progress.add_task(f"polling {sc.name}", total=len(sc.requests))
             polled = poll_scenario(sc, address=address,
-                                   on_progress=lambda _: progress.advance(task))
+                                   on_progress=partial(_advance, progress, task))
         parts = cut(polled) if by_category else {"all": polled}
         oracle = sc.oracle()
         prefix = "" if len(loaded) == 1 else f"{sc.name}:"
@@ -111,6 +112,10 @@ def compare(
     else:
         show(wide, results["all"])
     wide.print(f"[dim]wrote {out_dir}/compare.csv and compare.json[/dim]")
+
+
+def _advance(progress: Progress, task: TaskID, *_: object) -> None:
+    progress.advance(task)
 
 
 def _jsonable(d: dict) -> dict:

@@ -24,7 +24,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TextIO
+from typing import Self, TextIO
 
 from consensus.errors import ConfigError
 from consensus.types import Outcome, RunSummary
@@ -63,7 +63,7 @@ class RunFolder:
         self.path = path
         self._lock: TextIO | None = None
 
-    def __enter__(self) -> RunFolder:
+    def __enter__(self) -> Self:
         src = str(self.path)
         if self.path.exists() and not self.path.is_dir():
             raise ConfigError("the output folder is a file", source=src, field="--out")
@@ -116,7 +116,7 @@ class DecisionLog:
     def close(self) -> None:
         self._fh.close()
 
-    def __enter__(self) -> DecisionLog:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
