@@ -168,7 +168,7 @@ def compare(
         else:
             per[i] = _conclude(c, c.strategy, polled.requests)
         ids = [r.id for r in polled.requests]
-        n_gold = int(round(gold_fraction * len(ids))) if learning else 0
+        n_gold = round(gold_fraction * len(ids)) if learning else 0
         # The permutation depends on (seed, split) only: contenders over the same requests
         # see the same gold in the same split, so their predictions pair up.
         shown = [_visible(ids, n_gold, seed, k) for k in range(n_splits)]
@@ -183,15 +183,15 @@ def compare(
                 outs = per[i]
             split_acc[i].append(_accuracy_of(held, outs))
         # score on the requests some split held out, the same ones for every contender
-        held_once = set(ids) - set.intersection(*shown)
+        held_once = set(ids) - set(ids).intersection(*shown)
         per[i] = {r.id: per[i][r.id] for r in polled.requests if r.id in held_once}
     # the panel's agreement depends on the votes only: once per scenario and scored set
     panels: dict[tuple[int, frozenset[str]], RunStats] = {}
     for i, c in enumerate(contenders):
-        key = (id(c.polled), frozenset(per[i]))
-        if key not in panels:
+        panel_key = (id(c.polled), frozenset(per[i]))
+        if panel_key not in panels:
             reqs = [r for r in c.polled.requests if r.id in per[i]]
-            panels[key] = run_stats([b for r in reqs
+            panels[panel_key] = run_stats([b for r in reqs
                                      for b in ballots_of(r, c.polled.votes[r.id])])
     results = [_result(c, per[i], split_acc[i], fitted[i],
                        panels[(id(c.polled), frozenset(per[i]))])
@@ -233,13 +233,13 @@ def _result(
     correct = {(d.request_id, d.subject): d.label == g for d, g in scored}
     hits = np.array(list(correct.values()), dtype=float)
     acc = float(hits.mean()) if len(hits) else None
-    ci = None
+    ci: tuple[float, float] | None = None
     if len(hits) > 1 and 0 < hits.sum() < len(hits):
         res = sps.bootstrap((hits,), np.mean, confidence_level=0.95, n_resamples=2000,
                             method="percentile", random_state=0)
         ci = (float(res.confidence_interval.low), float(res.confidence_interval.high))
-    elif len(hits):
-        ci = (acc, acc)  # type: ignore[assignment]
+    elif acc is not None:  # one item, or all hits or all misses: the interval is the point
+        ci = (acc, acc)
     finite = [a for a in split_acc if np.isfinite(a)]
     # Learned attributes (crowd-kit convention: trailing underscore) of the last fit.
     fitted = {k: v for k, v in vars(fitted_strategy).items()
@@ -278,10 +278,10 @@ def _brier(scored: list[tuple[Decision, str]]) -> float | None:
         return None
     out = []
     for d, g in scored:
-        p: dict[str | None, float] = dict(d.probabilities)
+        p: dict[str | None, float] = {lab: q for lab, q in d.probabilities.items()}
         if not p:
             shares = d.agreement.shares if d.agreement is not None else {}
-            labels = list(shares) or [g, None]  # unknown label space: two labels
+            labels: list[str | None] = [*shares] or [g, None]  # unknown label space: two labels
             p = {lab: 1.0 / len(labels) for lab in labels}
         out.append(sum((p.get(lab, 0.0) - (lab == g)) ** 2 for lab in {*p, g}))
     return float(np.mean(out))

@@ -20,7 +20,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -119,13 +119,14 @@ def recommend(
     With ``max_false_block``: minimise harm subject to false blocks <= max_false_block.
     Ties go to the more conservative (higher) threshold.
     """
-    if (max_harm is None) == (max_false_block is None):
-        raise ValueError("give exactly one of max_harm and max_false_block")
-    if max_harm is not None:
+    key: Callable[[SweepPoint], tuple[float, ...]]
+    if max_harm is not None and max_false_block is None:
         ok = [p for p in points if p.harm_rate is not None and p.harm_rate <= max_harm]
         key = (lambda p: (p.false_block_rate or 0.0, p.over_refusal_rate or 0.0, -p.threshold))
-    else:
+    elif max_false_block is not None and max_harm is None:
         ok = [p for p in points
-              if p.false_block_rate is not None and p.false_block_rate <= max_false_block]  # type: ignore[operator]
+              if p.false_block_rate is not None and p.false_block_rate <= max_false_block]
         key = (lambda p: (p.harm_rate or 0.0, -p.threshold))
+    else:
+        raise ValueError("give exactly one of max_harm and max_false_block")
     return min(ok, key=key) if ok else None

@@ -100,7 +100,7 @@ def simulate_ballots(specs: Sequence[JudgeSpecBase],
         requests: E.g. :meth:`consensus.scenario.SimulatedDataset.generate`.
     """
     judges = [SimulatedJudge(s) for s in resolved(specs)]
-    out = []
+    out: list[Ballot] = []
     for r in requests:
         votes = simulate_votes(judges, r)
         out.extend(Ballot.for_subject(r, subj, tuple(v for v in votes if v.candidate_id == subj))

@@ -52,8 +52,9 @@ class Ensemble(NamedTuple):
     weights: tuple[float, ...]
 
     def log_scores(self, codes: IntArray) -> FloatArray:
-        return sum(a * log_softmax(m.log_scores(codes), axis=1)
-                   for a, m in zip(self.weights, self.members))
+        parts = [a * log_softmax(m.log_scores(codes), axis=1)
+                 for a, m in zip(self.weights, self.members)]
+        return np.sum(parts, axis=0)
 
 
 Candidate = tuple[Any, ...]

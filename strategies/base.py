@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, Protocol, Self, runtime_checkable
+from typing import Any, Literal, Protocol, Self, TypeGuard, runtime_checkable
 
 from consensus.types import REJECT, Ballot, Decision, DecisionAgreement
 
@@ -38,7 +38,10 @@ TieRule = Literal["reject", "no_consensus", "first", "random"]
 class Strategy(Protocol):
     """What every strategy implements."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """The strategy's name (read-only: strategies are frozen dataclasses)."""
+        ...
 
     def aggregate(self, ballot: Ballot) -> Decision:
         """Turn a ballot into a decision."""
@@ -54,7 +57,7 @@ class LearningStrategy(Strategy, Protocol):
         ...
 
 
-def learns(strategy: Strategy) -> bool:
+def learns(strategy: Strategy) -> TypeGuard[LearningStrategy]:
     """Whether ``strategy`` learns from a batch of ballots: its ``learns`` attribute when it has
     one (a strategy whose ``fit`` is sometimes a no-op says so), else whether it has ``fit``."""
     flag = getattr(strategy, "learns", None)
@@ -75,7 +78,7 @@ def fit_strategy(strategy: Strategy, ballots: Sequence[Ballot]) -> Strategy:
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1, user_api="blas"):
-        return strategy.fit(ballots)  # type: ignore[attr-defined, no-any-return]
+        return strategy.fit(ballots)
 
 
 def agreement_of(ballot: Ballot) -> DecisionAgreement:
@@ -140,6 +143,11 @@ def decide_by_support(
 
     ``probabilities`` are the normalised supports; ``probability`` that of the decided label.
     Used by majority, weighted and mean-score strategies.
+
+    Support that cannot be normalised into probabilities gives no consensus (the policy then
+    fails closed), never an exception or an arbitrary label: an empty support, a NaN or infinite
+    value ("non-finite support", e.g. a learner whose parameters went NaN), a negative value,
+    or a total of zero (every valid vote carries weight 0).
     """
     agreement = agreement_of(ballot)
     if agreement.n_valid < min_valid:
@@ -150,8 +158,14 @@ def decide_by_support(
             quorum_met=False,
             agreement=agreement,
         )
+    problem = _support_problem(support)
+    if problem:
+        return no_consensus(
+            ballot, strategy=strategy, reason=problem, agreement=agreement,
+            diagnostics={**(diagnostics or {}), "support": dict(support)},
+        )
     total = sum(support.values())
-    probs = {k: (v / total if total > 0 else 1.0 / len(support)) for k, v in support.items()}
+    probs = {k: v / total for k, v in support.items()}
     top = max(support.values())
     tied = [lab for lab, s in support.items() if math.isclose(s, top, rel_tol=1e-12, abs_tol=1e-12)]
     tie = len(tied) > 1
@@ -162,7 +176,7 @@ def decide_by_support(
         reason = (
             f"tie between {', '.join(tied)} broken by rule '{tie_rule}'"
             if tie
-            else f"{label} has the largest support ({probs[label]:.2f})"
+            else f"{tied[0]} has the largest support ({probs[tied[0]]:.2f})"
         )
     return Decision(
         request_id=ballot.request_id,
@@ -177,6 +191,23 @@ def decide_by_support(
         diagnostics=diagnostics or {},
         agreement=agreement,
     )
+
+
+def _support_problem(support: Mapping[str, float]) -> str:
+    """Why ``support`` cannot be normalised into probabilities ("" when it can)."""
+    if not support:
+        return "non-finite support: no label has any"
+    listed = ", ".join(f"{lab}={s!r}" for lab, s in support.items())
+    if not all(math.isfinite(s) for s in support.values()):
+        return f"non-finite support ({listed}); no decision"
+    if any(s < 0 for s in support.values()):
+        return f"negative support ({listed}); no decision"
+    total = sum(support.values())
+    if not math.isfinite(total):
+        return f"non-finite support: the total of ({listed}) overflows; no decision"
+    if total <= 0:
+        return "zero support: every valid vote carries weight 0; no decision"
+    return ""
 
 
 def without_votes(ballot: Ballot, strategy: str) -> Decision | None:

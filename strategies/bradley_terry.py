@@ -27,14 +27,15 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Self
 
 import numpy as np
 from scipy import sparse
 
 from consensus.types import Ballot, Decision
-from strategies._matrix import FloatArray, ballot_codes, set_learned
+from strategies._matrix import FloatArray, IntArray, ballot_codes, set_learned
+from strategies._params import NonNegativeFloat, PositiveInt, check_params
 from strategies.base import TieRule, decide_by_support
 
 
@@ -43,7 +44,7 @@ class Choices(NamedTuple):
 
     items: tuple[str, ...]
     sets: sparse.csr_matrix
-    winners: np.ndarray
+    winners: IntArray
     weights: FloatArray
 
 
@@ -62,8 +63,8 @@ def _choices(rows: Iterable[tuple[str, Sequence[str], float]]) -> Choices:
         for i in set(offered):
             ind_rows.append(t)
             ind_cols.append(index[i])
-    sets = sparse.csr_matrix((np.ones(len(ind_rows)), (ind_rows, ind_cols)),
-                             shape=(len(rows), len(items)))
+    sets: sparse.csr_matrix = sparse.csr_matrix((np.ones(len(ind_rows)), (ind_rows, ind_cols)),
+                                                shape=(len(rows), len(items)))
     winners = np.array([index[w] for w, _, _ in rows], dtype=np.int64)
     weights = np.array([float(x) for _, _, x in rows])
     return Choices(tuple(items), sets, winners, weights)
@@ -128,10 +129,10 @@ class BradleyTerry:
     """Strongest candidate under Bradley–Terry / Luce strengths.
 
     Attributes:
-        n_iter: Maximum MM iterations.
-        tol: Stop when no log-strength changes by more than this.
+        n_iter: Maximum MM iterations (>= 1).
+        tol: Stop when no log-strength changes by more than this (finite, >= 0).
         prior: Virtual wins and losses per candidate against a reference of strength 1
-            (regularisation; 0 for the plain maximum-likelihood fit).
+            (regularisation; 0 for the plain maximum-likelihood fit; finite, >= 0).
         pooled: Fit strengths of candidate ids across the run's ballots (see the module
             docstring); False: every ballot on its own votes, and :meth:`fit` learns nothing.
         tie_rule: How equal strengths are broken.
@@ -142,17 +143,19 @@ class BradleyTerry:
         n_iter_: MM iterations run.
     """
 
-    n_iter: int = 1000
-    tol: float = 1e-8
-    prior: float = 1.0
+    n_iter: PositiveInt = 1000
+    tol: NonNegativeFloat = 1e-8
+    prior: NonNegativeFloat = 1.0
     pooled: bool = False
     tie_rule: TieRule = "reject"
     seed: int = 0
     name: str = "bradley_terry"
 
+    strengths_: dict[str, float] | None = field(init=False, repr=False, compare=False)
+    n_iter_: int = field(init=False, repr=False, compare=False)
+
     def __post_init__(self) -> None:
-        if self.prior < 0 or self.n_iter < 1:
-            raise ValueError("prior must be >= 0 and n_iter >= 1")
+        check_params(self)
         set_learned(self, strengths_=None, n_iter_=0)
 
     @property

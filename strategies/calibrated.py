@@ -46,10 +46,11 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Literal, Self
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, Self
 
 import numpy as np
+from pydantic import Field
 from scipy import optimize
 from scipy.special import log_softmax
 
@@ -73,6 +74,7 @@ from strategies._matrix import (
     set_learned,
     vote_matrix,
 )
+from strategies._params import NonNegativeFloat, PositiveFloat, PositiveInt, Share, check_params
 from strategies.base import TieRule
 
 
@@ -167,16 +169,17 @@ class Calibrated:
     """Combine judges as a few gold labels say; strengths and weights chosen by cross-validation.
 
     Attributes:
-        c_grid: Inverse L2 strengths of the logistic model (chosen by out-of-fold log-loss).
-        stack_step: Grid step of the stacking weights over the three base models.
+        c_grid: Inverse L2 strengths of the logistic model (chosen by out-of-fold log-loss);
+            at least one, each finite and > 0.
+        stack_step: Grid step of the stacking weights over the three base models, in (0, 1].
         challengers: Simple methods that replace the stack when cross-validation says so.
         switch_z: A challenger replaces the stack only if its out-of-fold accuracy gain exceeds
             ``switch_z`` standard errors of the per-item gain (on a few dozen gold items,
             accuracy differences are mostly noise; chasing noise loses more than it wins).
         svd_ranks: Ranks of the ``logistic_svd`` challengers.
-        n_folds: Cross-validation folds (fewer when a gold class has fewer members).
+        n_folds: Cross-validation folds, >= 2 (fewer when a gold class has fewer members).
         n_repeats: Repetitions of the fold split.
-        min_gold: With fewer gold ballots (or one gold class), fall back to Dawid–Skene.
+        min_gold: With fewer gold ballots (or one gold class), fall back to Dawid–Skene; >= 2.
         tie_rule: How a tie in the final probabilities is broken.
         seed: Seed of the fold splits.
 
@@ -189,24 +192,30 @@ class Calibrated:
         judges_, n_gold_, n_labels_.
     """
 
-    c_grid: tuple[float, ...] = (0.3, 1.0, 3.0)
-    stack_step: float = 0.1
+    c_grid: Annotated[tuple[PositiveFloat, ...], Field(min_length=1)] = (0.3, 1.0, 3.0)
+    stack_step: Share = 0.1
     challengers: tuple[Challenger, ...] = ("majority", "best_judge", "log_odds", "dawid_skene",
                                            "logistic_votes", "logistic_svd")
-    switch_z: float = 3.0
-    svd_ranks: tuple[int, ...] = (2, 4)
-    n_folds: int = 5
-    n_repeats: int = 3
-    min_gold: int = 4
+    switch_z: NonNegativeFloat = 3.0
+    svd_ranks: tuple[PositiveInt, ...] = (2, 4)
+    n_folds: Annotated[int, Field(ge=2)] = 5
+    n_repeats: PositiveInt = 3
+    min_gold: Annotated[int, Field(ge=2)] = 4
     tie_rule: TieRule = "reject"
     seed: int = 0
     name: str = "calibrated"
 
+    method_: str | None = field(init=False, repr=False, compare=False)
+    model_: Model | None = field(init=False, repr=False, compare=False)
+    c_: float | None = field(init=False, repr=False, compare=False)
+    cv_scores_: dict[str, dict[str, float]] = field(init=False, repr=False, compare=False)
+    weights_: dict[str, float] = field(init=False, repr=False, compare=False)
+    judges_: tuple[str, ...] | None = field(init=False, repr=False, compare=False)
+    n_gold_: int = field(init=False, repr=False, compare=False)
+    n_labels_: int = field(init=False, repr=False, compare=False)
+
     def __post_init__(self) -> None:
-        if self.n_folds < 2 or self.n_repeats < 1 or self.min_gold < 2 or not self.c_grid:
-            raise ValueError("need n_folds >= 2, n_repeats >= 1, min_gold >= 2 and a C")
-        if not 0 < self.stack_step <= 1:
-            raise ValueError("stack_step must lie in (0, 1]")
+        check_params(self)
         set_learned(self, method_=None, model_=None, c_=None, cv_scores_={}, weights_={},
                     judges_=None, n_gold_=0, n_labels_=0)
 
@@ -225,8 +234,8 @@ class Calibrated:
         panel = Panel(m, max(self.svd_ranks, default=0))
         if len(rows) < self.min_gold or np.unique(y).size < 2:
             model = fit_candidate(("dawid_skene",), panel, rows, y)
-            return self._store(m, model, f"dawid_skene (fallback: {len(rows)} gold, {np.unique(y).size} gold class(es))", {},
-                               len(rows), None)
+            why = f"{len(rows)} gold, {np.unique(y).size} gold class(es)"
+            return self._store(m, model, f"dawid_skene (fallback: {why})", {}, len(rows), None)
         cv = _CrossValidation(panel, rows, y, self.n_folds, self.n_repeats, self.seed)
         lr = min((("logistic", "paired", c) for c in self.c_grid),
                  key=lambda c: float(cv.item_loss(c).mean()))
@@ -240,7 +249,8 @@ class Calibrated:
         stack = stacks[int(np.argmin(losses))]  # the first minimum: the most even weights
         rivals = self._rivals(panel)
         acc = {c: cv.item_accuracy(c) for c in (stack, *members, *rivals)}
-        best, best_gain = stack, 0.0
+        best: Candidate = stack
+        best_gain = 0.0
         for c in rivals:
             diff = acc[c] - acc[stack]
             gain = float(diff.mean())
@@ -250,7 +260,7 @@ class Calibrated:
         if best[0] == "ensemble":  # refit the members that carry weight
             keep = [(c, a) for c, a in zip(best[1], best[2]) if a > 0]
             best = ("ensemble", tuple(c for c, _ in keep), tuple(a for _, a in keep))
-            model: Model = fit_candidate(best, panel, rows, y)
+            model = fit_candidate(best, panel, rows, y)
         else:
             model = Ensemble((fit_candidate(best, panel, rows, y),), (cv.temperature(best),))
         scores = {describe(c): {"accuracy": float(a.mean()),
@@ -272,7 +282,7 @@ class Calibrated:
     def _store(self, m: VoteMatrix, model: Model, method: str,
                cv: dict[str, dict[str, float]], n_gold: int, c: float | None) -> Self:
         k = max(m.n_labels, 2)
-        weights = _lone_vote_weights(model, len(m.judges), k) if m.judges else []
+        weights = _lone_vote_weights(model, len(m.judges), k) if m.judges else np.zeros(0)
         set_learned(self, method_=method, model_=model, c_=c, cv_scores_=cv,
                     judges_=m.judges, n_gold_=n_gold, n_labels_=k,
                     weights_={j: float(v) for j, v in zip(m.judges, weights)})
@@ -280,7 +290,7 @@ class Calibrated:
 
     def aggregate(self, ballot: Ballot) -> Decision:
         """Probabilities of the learned model over the ballot's known judges' votes."""
-        if self.model_ is None:
+        if self.model_ is None or self.judges_ is None:
             return majority_fallback(ballot, strategy=self.name, tie_rule=self.tie_rule,
                                      seed=self.seed, why="not fitted")
         row, unknown = encode(ballot, {j: i for i, j in enumerate(self.judges_)})

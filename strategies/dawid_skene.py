@@ -44,7 +44,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, Self
 
 import numpy as np
@@ -62,6 +62,7 @@ from strategies._matrix import (
     set_learned,
     vote_matrix,
 )
+from strategies._params import NonNegativeFloat, PositiveFloat, PositiveInt, check_params
 from strategies.base import TieRule
 
 Variant = Literal["full", "one_coin"]
@@ -144,11 +145,20 @@ def dawid_skene_em(
         variant: ``full`` confusion matrices or ``one_coin`` (one accuracy per judge).
         init: Initial posteriors (default: majority vote).
 
+    Raises:
+        ValueError: ``smoothing`` is not a finite number > 0 (a judge without expected counts
+            for a class would get 0/0 confusions, NaN posteriors), ``n_iter < 1`` or ``tol``
+            is negative or not finite.
+
     Example:
         >>> r = dawid_skene_em(np.array([[0, 0, 1], [1, 1, 1], [0, 0, 0]]), 2)
         >>> r.posteriors.argmax(axis=1).tolist()
         [0, 1, 0]
     """
+    if not (np.isfinite(smoothing) and smoothing > 0):
+        raise ValueError(f"smoothing must be a finite number > 0, got {smoothing}")
+    if n_iter < 1 or not (np.isfinite(tol) and tol >= 0):
+        raise ValueError(f"need n_iter >= 1 and a finite tol >= 0, got {n_iter} and {tol}")
     n = codes.shape[0]
     gold = np.full(n, -1, dtype=np.int64) if gold is None else np.asarray(gold)
     n_options = np.full(n, n_labels, dtype=np.int64) if n_options is None else n_options
@@ -255,15 +265,25 @@ def _em(
     return EMResult(confusions, priors, t, it, ll, converged)
 
 
+def _log_scores(codes: IntArray, confusions: FloatArray, priors: FloatArray) -> FloatArray:
+    """Unnormalised log-posteriors (``n x K``) of code rows under fitted parameters."""
+    k = priors.shape[0]
+    x = one_hot(np.atleast_2d(codes), k)
+    n_j = confusions.shape[0]
+    log_pi = np.log(np.maximum(confusions, _TINY)).transpose(0, 2, 1).reshape(n_j * k, k)
+    return np.asarray(x @ log_pi) + np.log(np.maximum(priors, _TINY))
+
+
 @dataclass(frozen=True)
 class DawidSkene:
     """Dawid–Skene aggregation (multi-class EM, missing votes allowed, optional gold anchors).
 
     Attributes:
-        n_iter: Maximum EM iterations.
-        tol: Convergence threshold on the mean log-likelihood per item.
-        smoothing: Dirichlet pseudo-count on confusion cells and priors (keeps judges with few
-            votes from getting 0/1 confusions).
+        n_iter: Maximum EM iterations (>= 1).
+        tol: Convergence threshold on the mean log-likelihood per item (finite, >= 0).
+        smoothing: Dirichlet pseudo-count on confusion cells and priors, finite and > 0 (keeps
+            judges with few votes from getting 0/1 confusions; at 0 a judge without expected
+            counts for a class gets 0/0 confusions and NaN posteriors).
         variant: ``full`` (a K x K confusion matrix per judge) or ``one_coin`` (one accuracy per
             judge, errors spread evenly).
         tie_rule: How a posterior tie is broken.
@@ -278,19 +298,24 @@ class DawidSkene:
         n_iter_: EM iterations run; ``converged_``: whether ``tol`` was reached.
     """
 
-    n_iter: int = 100
-    tol: float = 1e-6
-    smoothing: float = 0.01
+    n_iter: PositiveInt = 100
+    tol: NonNegativeFloat = 1e-6
+    smoothing: PositiveFloat = 0.01
     variant: Variant = "full"
     tie_rule: TieRule = "reject"
     seed: int = 0
     name: str = "dawid_skene"
 
+    judges_: tuple[str, ...] | None = field(init=False, repr=False, compare=False)
+    confusions_: FloatArray | None = field(init=False, repr=False, compare=False)
+    priors_: FloatArray | None = field(init=False, repr=False, compare=False)
+    skills_: dict[str, float] | None = field(init=False, repr=False, compare=False)
+    posteriors_: FloatArray | None = field(init=False, repr=False, compare=False)
+    n_iter_: int = field(init=False, repr=False, compare=False)
+    converged_: bool = field(init=False, repr=False, compare=False)
+
     def __post_init__(self) -> None:
-        if self.n_iter < 1 or self.tol < 0 or self.smoothing < 0:
-            raise ValueError("n_iter must be >= 1, tol and smoothing >= 0")
-        if self.variant not in ("full", "one_coin"):
-            raise ValueError(f"variant must be 'full' or 'one_coin', got {self.variant!r}")
+        check_params(self)
         set_learned(self, judges_=None, confusions_=None, priors_=None, skills_=None,
                     posteriors_=None, n_iter_=0, converged_=False)
 
@@ -320,16 +345,18 @@ class DawidSkene:
         return self
 
     def log_scores(self, codes: IntArray) -> FloatArray:
-        """Unnormalised log-posteriors (``n x K``) of code rows over the learned judges."""
-        k = self.priors_.shape[0]
-        x = one_hot(np.atleast_2d(codes), k)
-        n_j = len(self.judges_)
-        log_pi = np.log(np.maximum(self.confusions_, _TINY)).transpose(0, 2, 1).reshape(n_j * k, k)
-        return np.asarray(x @ log_pi) + np.log(np.maximum(self.priors_, _TINY))
+        """Unnormalised log-posteriors (``n x K``) of code rows over the learned judges.
+
+        Raises:
+            AttributeError: Not fitted.
+        """
+        if self.judges_ is None or self.confusions_ is None or self.priors_ is None:
+            raise AttributeError(f"{type(self).__name__} is not fitted: call fit first")
+        return _log_scores(codes, self.confusions_, self.priors_)
 
     def aggregate(self, ballot: Ballot) -> Decision:
         """Posterior of the ballot's label under the learned confusions (known judges only)."""
-        if self.judges_ is None:
+        if self.judges_ is None or self.confusions_ is None or self.priors_ is None:
             return majority_fallback(ballot, strategy=self.name, tie_rule=self.tie_rule,
                                      seed=self.seed, why="not fitted")
         k = self.priors_.shape[0]
@@ -343,7 +370,7 @@ class DawidSkene:
             return majority_fallback(ballot, strategy=self.name, tie_rule=self.tie_rule,
                                      seed=self.seed, why="no vote from a fitted judge",
                                      diagnostics=diagnostics)
-        z = self.log_scores(row[None, :])[0]
+        z = _log_scores(row[None, :], self.confusions_, self.priors_)[0]
         return decide_from_scores(ballot, z, strategy=self.name, tie_rule=self.tie_rule,
                                   seed=self.seed, diagnostics=diagnostics)
 

@@ -123,7 +123,13 @@ def grouped_em(
     Hidden per item: the truth, each group's latent and each member's copy-or-own switch. Stops
     when no parameter (confusion, copy or latent probability) moves by more than ``tol`` in an
     iteration, or after ``n_iter`` iterations.
+
+    Raises:
+        ValueError: ``smoothing`` is not a finite number > 0 (0/0 confusions: NaN posteriors)
+            or ``n_iter < 1``.
     """
+    if not (np.isfinite(smoothing) and smoothing > 0):
+        raise ValueError(f"smoothing must be a finite number > 0, got {smoothing}")
     n, n_j = codes.shape
     k = n_labels
     gold = np.full(n, -1) if gold is None else gold
@@ -174,4 +180,6 @@ def grouped_em(
         same = np.eye(k)[None, :, None, :]
         zeta = [copy[list(g)][:, None, None, None] * same / np.maximum(tab, _TINY)
                 for g, tab in zip(groups, tables)]
-    return model, t  # type: ignore[return-value]
+    if model is None:  # n_iter < 1: no M-step ran, there is no model
+        raise ValueError(f"n_iter must be >= 1, got {n_iter}")
+    return model, t

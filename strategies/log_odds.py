@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Self
 
 import numpy as np
@@ -46,6 +46,7 @@ from strategies._matrix import (
     set_learned,
     vote_matrix,
 )
+from strategies._params import NonNegativeFloat, PositiveInt, Probability, check_params
 from strategies.base import TieRule
 from strategies.dawid_skene import DawidSkene
 
@@ -68,7 +69,8 @@ class LogOdds:
     """Weighted majority with log-odds weights from judge competences.
 
     Attributes:
-        competences: Judge -> probability of a correct vote; None: learn them in :meth:`fit`.
+        competences: Judge -> probability of a correct vote, in [0, 1]; None: learn them in
+            :meth:`fit`.
         source: Where :meth:`fit` gets competences: ``gold`` (falls back to Dawid–Skene when no
             ballot has gold) or ``dawid_skene`` (one-coin).
         prior: Add the prior log-odds of each label position.
@@ -85,24 +87,25 @@ class LogOdds:
         source_: ``given``, ``gold`` or ``dawid_skene`` (with why, when it fell back).
     """
 
-    competences: Mapping[str, float] | None = None
+    competences: Mapping[str, Probability] | None = None
     source: Source = "gold"
     prior: bool = True
-    n_iter: int = 100
-    tol: float = 1e-6
+    n_iter: PositiveInt = 100
+    tol: NonNegativeFloat = 1e-6
     tie_rule: TieRule = "reject"
     seed: int = 0
     name: str = "log_odds"
 
+    competences_: dict[str, float] | None = field(init=False, repr=False, compare=False)
+    weights_: dict[str, float] = field(init=False, repr=False, compare=False)
+    log_prior_: FloatArray | None = field(init=False, repr=False, compare=False)
+    source_: str | None = field(init=False, repr=False, compare=False)
+
     def __post_init__(self) -> None:
-        if self.source not in ("gold", "dawid_skene"):
-            raise ValueError(f"source must be 'gold' or 'dawid_skene', got {self.source!r}")
+        check_params(self)
         if self.competences is None:
             set_learned(self, competences_=None, weights_={}, log_prior_=None, source_=None)
             return
-        bad = {j: p for j, p in self.competences.items() if not 0.0 <= p <= 1.0}
-        if bad:
-            raise ValueError(f"competences must lie in [0, 1], got {bad}")
         comp = dict(self.competences)
         set_learned(self, competences_=comp, log_prior_=np.zeros(2), source_="given",
                     weights_={j: log_odds_weight(p, 2) for j, p in comp.items()})
@@ -113,7 +116,7 @@ class LogOdds:
         k = max(m.n_labels, 2)
         gold_rows = m.gold >= 0
         y = m.gold[gold_rows]
-        source = "given" if self.competences is not None else self.source
+        source: str = "given" if self.competences is not None else self.source
         comp: dict[str, float]
         log_prior = np.zeros(k)
         if self.competences is not None:
@@ -127,7 +130,7 @@ class LogOdds:
             log_prior = np.log((np.bincount(y, minlength=k) + 1.0) / (y.size + k))
         else:
             ds = DawidSkene(n_iter=self.n_iter, tol=self.tol, variant="one_coin").fit_matrix(m)
-            comp = dict(ds.skills_)
+            comp = dict(ds.skills_ or {})  # set by fit_matrix
             if ds.priors_ is not None and len(ds.priors_) == k:
                 log_prior = np.log(np.maximum(ds.priors_, 1e-12))
             source = "dawid_skene" if self.source == "dawid_skene" else "dawid_skene (no gold)"

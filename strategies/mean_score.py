@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from consensus.types import ACCEPT, Ballot, Decision
+from strategies._params import Share, check_params
 from strategies.base import TieRule, decide_by_support
 
 
@@ -28,17 +29,21 @@ class MeanScore:
     """Mean of the judges' label probabilities.
 
     Attributes:
-        threshold: If set (binary ballots), ``label`` wins iff its mean probability >= threshold.
+        threshold: If set (binary ballots), ``label`` wins iff its mean probability >= threshold;
+            in (0, 1] (0 would let ``label`` win whatever the votes).
         label: Target label for ``threshold`` (default ``accept``).
         tie_rule: How an exact tie is broken.
         seed: Seed for the ``random`` tie rule.
     """
 
-    threshold: float | None = None
+    threshold: Share | None = None
     label: str = ACCEPT
     tie_rule: TieRule = "reject"
     seed: int = 0
     name: str = "mean_score"
+
+    def __post_init__(self) -> None:
+        check_params(self)
 
     def aggregate(self, ballot: Ballot) -> Decision:
         valid = ballot.valid_votes
@@ -57,6 +62,8 @@ class MeanScore:
                       f"{'>=' if won else '<'} {self.threshold}")
             d = decide_by_support(ballot, support, strategy=self.name, tie_rule=self.tie_rule,
                                   seed=self.seed, diagnostics=diagnostics, reason=reason)
+            if d.no_consensus:  # support unusable: the threshold must not turn it into a label
+                return d
             return d.model_copy(update={"label": winner, "probability": support[winner],
                                         "tie": False, "tie_rule": None})
         return decide_by_support(ballot, support, strategy=self.name, tie_rule=self.tie_rule,

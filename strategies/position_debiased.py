@@ -30,9 +30,10 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Self
 
+from consensus.errors import ConfigError
 from consensus.types import Ballot, Decision, Vote
 from strategies._matrix import SWAP_SUFFIX, base_judge
 from strategies.base import Strategy, learns
@@ -85,16 +86,23 @@ class PositionDebiased:
     base: Any = "majority"
     name: str = "position_debiased"
 
+    _inner: Strategy = field(init=False, repr=False, compare=False)
+    """The base strategy built from ``base`` (derived state, set in ``__post_init__``)."""
+
     def __post_init__(self) -> None:
         if isinstance(self.base, (str, Mapping)):
             from strategies.registry import build_strategy  # the registry imports strategies
 
-            inner: Strategy = build_strategy(self.base)
+            try:
+                inner: Strategy = build_strategy(self.base)
+            except ConfigError as exc:  # name the field under ``base``
+                where = (exc.field or "strategy").replace("strategy", "strategy.base", 1)
+                raise ConfigError(exc.message, source=exc.source, field=where) from None
         elif hasattr(self.base, "aggregate"):
             inner = self.base
         else:
             raise ValueError(f"base must be a strategy name, spec or instance, got {self.base!r}")
-        object.__setattr__(self, "_inner", inner)  # derived state, not a field
+        object.__setattr__(self, "_inner", inner)  # frozen: derived state set once here
 
     @property
     def learns(self) -> bool:
@@ -104,7 +112,7 @@ class PositionDebiased:
     def fit(self, ballots: Sequence[Ballot]) -> Self:
         """Debias ``ballots`` and fit the base strategy on them (when it learns)."""
         if learns(self._inner):
-            inner = self._inner.fit([debias(b)[0] for b in ballots])  # type: ignore[attr-defined]
+            inner = self._inner.fit([debias(b)[0] for b in ballots])
             object.__setattr__(self, "_inner", inner)
             # the base's learned attributes, so that experiments report them
             object.__setattr__(self, "base_", {k: v for k, v in vars(inner).items()

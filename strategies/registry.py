@@ -77,7 +77,8 @@ def build_strategy(
     if not isinstance(name, str):
         raise ConfigError("a strategy needs a name", field="strategy.name")
     cls = strategy_class(name, extra)
-    fields = {f.name for f in dataclasses.fields(cls) if f.name != "name"} \
+    # init fields only: learned attributes (``skills_``) are fields too, set by ``fit``
+    fields = {f.name for f in dataclasses.fields(cls) if f.init and f.name != "name"} \
         if dataclasses.is_dataclass(cls) else set()
     unknown = sorted(set(params) - fields)
     if unknown:
@@ -89,7 +90,8 @@ def build_strategy(
         if k in fields and k not in params:
             params[k] = v
     try:
-        # Validates the dataclass fields' types (Literal options included), then constructs.
+        # Validates the dataclass fields' types and ranges (Literal options, the constraints of
+        # strategies._params), then constructs.
         return TypeAdapter(cls).validate_python(params)
     except ValidationError as exc:
         err = exc.errors()[0]

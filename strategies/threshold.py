@@ -18,11 +18,11 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from consensus.errors import ConfigError
 from consensus.types import ACCEPT, Ballot, Decision
+from strategies._params import PositiveInt, Share, Weights, check_params
 from strategies.base import agreement_of, no_consensus, without_votes
 
 
@@ -34,13 +34,14 @@ class Threshold:
         label: Target label (default ``accept``); ``None`` means "whichever label is on top".
         k: Minimum number of valid votes for the target (exclusive with ``share``).
         share: Minimum weighted share of valid votes for the target, in (0, 1].
-        weights: Judge weights for ``share`` (default 1 each).
+        weights: Judge weights for ``share`` (default 1 each; finite and >= 0). A ballot whose
+            valid votes all carry weight 0 has no consensus.
     """
 
     label: str | None = ACCEPT
-    k: int | None = None
-    share: float | None = 0.5
-    weights: Mapping[str, float] = field(default_factory=dict)
+    k: PositiveInt | None = None
+    share: Share | None = 0.5
+    weights: Weights = field(default_factory=dict)
     name: str = "threshold"
 
     def __post_init__(self) -> None:
@@ -49,6 +50,7 @@ class Threshold:
         if self.k is None and (self.share is None or not 0 < self.share <= 1):
             raise ConfigError(f"threshold share must be in (0, 1], got {self.share}",
                               field="strategy.share")
+        check_params(self)
 
     def aggregate(self, ballot: Ballot) -> Decision:
         empty = without_votes(ballot, self.name)
@@ -58,13 +60,18 @@ class Threshold:
         valid = ballot.valid_votes
         support = dict.fromkeys(ballot.labels, 0.0)
         for v in valid:
-            support[v.label] += self.weights.get(v.judge, 1.0) if self.k is None else 1.0  # type: ignore[index]
+            w = self.weights.get(v.judge, 1.0) if self.k is None else 1.0
+            support[v.label] += w  # type: ignore[index]  # a valid vote has a label
         total = sum(support.values())
-        probs = {lab: (s / total if total else 0.0) for lab, s in support.items()}
-        target = self.label if self.label in ballot.labels else max(support, key=support.get)  # type: ignore[arg-type]
+        if total <= 0:  # share mode, every voter weighted 0: no evidence for any label
+            return no_consensus(ballot, strategy=self.name, agreement=agreement,
+                                reason="zero support: every valid vote carries weight 0")
+        probs = {lab: s / total for lab, s in support.items()}
+        target = (self.label if self.label in ballot.labels
+                  else max(support, key=support.__getitem__))
         bar = f"{self.k} vote(s)" if self.k is not None else f"share {self.share:.2f}"
         met = (support[target] >= self.k) if self.k is not None else (
-            probs[target] >= self.share - 1e-12)  # type: ignore[operator]
+            probs[target] >= self.share - 1e-12)  # type: ignore[operator]  # set when k is None
         if met:
             label, reason = target, f"{target} reached {bar}"
         elif len(ballot.labels) == 2 and self.label in ballot.labels:

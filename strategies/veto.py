@@ -54,11 +54,11 @@ class Veto:
                 reason=f"vetoed by {', '.join(v.judge for v in vetoes)}",
                 diagnostics={"vetoed_by": [v.judge for v in vetoes]}, agreement=agreement,
             )
-        labels = {v.label for v in valid}
+        labels = {v.label for v in valid if v.label is not None}  # all of them: valid votes
         if len(labels) > 1:
             return no_consensus(ballot, strategy=self.name, agreement=agreement,
                                 reason=f"veto mode needs unanimity; votes split over "
-                                       f"{', '.join(sorted(labels))}")  # type: ignore[arg-type]
+                                       f"{', '.join(sorted(labels))}")
         (label,) = labels
         p = min((1.0 if v.confidence is None else v.confidence) for v in valid)
         probs = {lab: (p if lab == label else (1 - p) / (len(ballot.labels) - 1))

@@ -14,16 +14,20 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from consensus.types import Ballot, Decision
+from strategies._params import NonNegativeFloat, Weights, check_params, param_error
 from strategies.base import TieRule, decide_by_support
 
 
 @dataclass(frozen=True)
 class Weighted:
     """Sum of judge weights per label.
+
+    Weights are finite and >= 0 (a negative weight would count a vote against its label). A
+    ballot whose valid votes all carry weight 0 has no consensus; weights that give every judge
+    weight 0 are refused.
 
     Attributes:
         weights: Weight per judge name; judges not listed get ``default_weight``.
@@ -33,12 +37,19 @@ class Weighted:
         seed: Seed for the ``random`` tie rule.
     """
 
-    weights: Mapping[str, float] = field(default_factory=dict)
-    default_weight: float = 1.0
+    weights: Weights = field(default_factory=dict)
+    default_weight: NonNegativeFloat = 1.0
     use_confidence: bool = False
     tie_rule: TieRule = "reject"
     seed: int = 0
     name: str = "weighted"
+
+    def __post_init__(self) -> None:
+        check_params(self)
+        if self.default_weight == 0 and not any(self.weights.values()):
+            raise param_error(self, "weights", dict(self.weights),
+                              "every judge has weight 0 (default_weight is 0 too): no vote "
+                              "could count")
 
     def aggregate(self, ballot: Ballot) -> Decision:
         support = dict.fromkeys(ballot.labels, 0.0)
@@ -46,7 +57,7 @@ class Weighted:
             w = self.weights.get(v.judge, self.default_weight)
             if self.use_confidence and v.confidence is not None:
                 w *= v.confidence
-            support[v.label] += w  # type: ignore[index]
+            support[v.label] += w  # type: ignore[index]  # a valid vote has a label
         return decide_by_support(
             ballot, support, strategy=self.name, tie_rule=self.tie_rule, seed=self.seed,
             diagnostics={"support": support},

@@ -39,12 +39,12 @@ import threading
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from typing import Any
+from contextlib import contextmanager, suppress
+from typing import Any, Self
 
 from aiohttp import web
 
-_CANDIDATE = re.compile(r'<candidate id="([^"]*)">\n?(.*?)\n?</candidate>', re.S)
+_CANDIDATE = re.compile(r'<candidate id="([^"]*)">\n?(.*?)\n?</candidate>', re.DOTALL)
 
 
 class LoopbackLLM:
@@ -87,7 +87,7 @@ class LoopbackLLM:
         self._thread: threading.Thread | None = None
 
     # ----------------------------------------------------------------- lifecycle
-    def start(self) -> LoopbackLLM:
+    def start(self) -> Self:
         """Start serving in a daemon thread; returns once the port is bound."""
         ready = threading.Event()
         failure: list[BaseException] = []
@@ -97,7 +97,7 @@ class LoopbackLLM:
             self._loop = loop
             try:
                 loop.run_until_complete(self._serve())
-            except BaseException as exc:  # surfaced to the starting thread
+            except BaseException as exc:  # noqa: BLE001 - re-raised by the starting thread
                 failure.append(exc)
                 ready.set()
                 return
@@ -134,15 +134,13 @@ class LoopbackLLM:
             return
         if runner is not None and loop.is_running():
             fut = asyncio.run_coroutine_threadsafe(runner.cleanup(), loop)
-            try:
+            with suppress(Exception):  # best effort on shutdown
                 fut.result(timeout=5.0)
-            except Exception:  # noqa: BLE001 - best effort on shutdown
-                pass
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=5.0)
         self._loop = self._runner = self._thread = None
 
-    def __enter__(self) -> LoopbackLLM:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:

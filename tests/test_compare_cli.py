@@ -16,7 +16,7 @@ pytestmark = pytest.mark.ray
 
 def cli(*args: str) -> subprocess.CompletedProcess:
     proc = subprocess.run([sys.executable, "-m", "consensus.cli.app", *args],
-                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+                          capture_output=True, text=True, cwd=ROOT, check=False, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 
@@ -55,7 +55,7 @@ def test_every_registered_strategy_is_listed():
     from strategies.registry import DEFAULT_STRATEGIES
 
     proc = subprocess.run([sys.executable, "-m", "consensus.cli.app", "strategies"],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+                          capture_output=True, text=True, cwd=ROOT, check=False, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     for name, _ in DEFAULT_STRATEGIES:
         assert name in proc.stdout
@@ -118,6 +118,6 @@ def test_fit_on_errors_name_the_file_and_field(tmp_path):
     bad = tmp_path / "live.yaml"
     bad.write_text(live.replace("fit_on: sim_herd.yaml", "fit_on: missing.yaml"))
     proc = subprocess.run([sys.executable, "-m", "consensus.cli.app", "validate", str(bad)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+                          capture_output=True, text=True, cwd=ROOT, check=False, timeout=120)
     assert proc.returncode == 2 and "fit_on" in proc.stderr and "missing.yaml" in proc.stderr
     assert "Traceback" not in proc.stderr

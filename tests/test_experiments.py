@@ -138,7 +138,7 @@ def test_split_accuracies_come_from_each_split_own_fit():
     _, res = compare([Contender("spy", p, spy), Contender("alt", p, alt)], splits=4)
     maj = {r.id: Majority().aggregate(ballot_of(p, r)).label for r in p.requests}
     flip = {"accept": "reject", "reject": "accept"}
-    want = [held_accuracy(p, seen, lambda r: maj[r.id] if k % 2 == 0 else flip[maj[r.id]])
+    want = [held_accuracy(p, seen, lambda r, k=k: maj[r.id] if k % 2 == 0 else flip[maj[r.id]])
             for k, seen in enumerate(spy.seen)]
     assert res.split_accuracy_mean == pytest.approx(np.mean(want))
     assert res.split_accuracy_sd == pytest.approx(np.std(want)) and res.split_accuracy_sd > 0.1

@@ -93,7 +93,7 @@ def test_json_schema_covers_judge_kinds():
 def test_cli_reports_config_error_without_traceback(tmp_path):
     p = write(tmp_path, BASE + "strategy: nope\n")
     proc = subprocess.run([sys.executable, "-m", "consensus.cli.app", "validate", str(p)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+                          capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
     assert proc.returncode == 2
     assert "scenario.yaml: strategy: unknown strategy 'nope'" in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
@@ -102,6 +102,6 @@ def test_cli_reports_config_error_without_traceback(tmp_path):
 def test_cli_validate_ok_on_shipped_scenarios():
     files = sorted(str(p) for p in (ROOT / "scenarios").glob("*.yaml"))
     proc = subprocess.run([sys.executable, "-m", "consensus.cli.app", "validate", *files],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+                          capture_output=True, text=True, cwd=ROOT, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count(" ok (") == len(files)

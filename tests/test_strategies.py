@@ -3,6 +3,7 @@ hypothesis invariants."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -158,3 +159,149 @@ def test_equal_weights_equal_majority(labels, w):
     assert m.label == wd.label
     if m.probability is not None:
         assert m.probability == pytest.approx(wd.probability)
+
+
+# --- numerical safety: unsafe parameters refused, unusable support fails closed ---------------
+
+BAD_PARAMETERS = [
+    ({"name": "dawid_skene", "smoothing": 0.0}, "strategy.smoothing"),
+    ({"name": "one_coin", "smoothing": float("nan")}, "strategy.smoothing"),
+    ({"name": "dawid_skene", "n_iter": 0}, "strategy.n_iter"),
+    ({"name": "dawid_skene", "tol": -1e-6}, "strategy.tol"),
+    ({"name": "dawid_skene", "tol": float("inf")}, "strategy.tol"),
+    ({"name": "weighted", "weights": {"j0": -1.0}}, "strategy.weights.j0"),
+    ({"name": "weighted", "weights": {"j0": float("nan")}}, "strategy.weights.j0"),
+    ({"name": "weighted", "weights": {"j0": float("inf")}}, "strategy.weights.j0"),
+    ({"name": "weighted", "default_weight": -0.5}, "strategy.default_weight"),
+    ({"name": "weighted", "weights": {"j0": 0.0}, "default_weight": 0.0}, "strategy.weights"),
+    ({"name": "threshold", "weights": {"j0": -2.0}}, "strategy.weights.j0"),
+    ({"name": "threshold", "weights": {"j0": float("nan")}}, "strategy.weights.j0"),
+    ({"name": "threshold", "weights": {"j0": float("-inf")}}, "strategy.weights.j0"),
+    ({"name": "threshold", "share": 1.5}, "strategy.share"),
+    ({"name": "threshold", "k": 0}, "strategy.k"),
+    ({"name": "mean_score", "threshold": 1.5}, "strategy.threshold"),
+    ({"name": "mean_score", "threshold": float("nan")}, "strategy.threshold"),
+    ({"name": "log_odds", "competences": {"j0": 1.2}}, "strategy.competences.j0"),
+    ({"name": "log_odds", "competences": {"j0": float("nan")}}, "strategy.competences.j0"),
+    ({"name": "log_odds", "n_iter": 0}, "strategy.n_iter"),
+    ({"name": "calibrated", "c_grid": [1.0, 0.0]}, "strategy.c_grid.1"),
+    ({"name": "calibrated", "stack_step": 0.0}, "strategy.stack_step"),
+    ({"name": "calibrated", "switch_z": float("nan")}, "strategy.switch_z"),
+    ({"name": "calibrated", "c_grid": []}, "strategy.c_grid"),
+    ({"name": "calibrated", "n_folds": 1}, "strategy.n_folds"),
+    ({"name": "bradley_terry", "prior": -1.0}, "strategy.prior"),
+    ({"name": "bradley_terry", "tol": float("nan")}, "strategy.tol"),
+    ({"name": "position_debiased", "base": {"name": "weighted", "weights": {"j0": -1.0}}},
+     "strategy.base.weights.j0"),
+]
+
+
+@pytest.mark.parametrize(("spec", "field"), BAD_PARAMETERS)
+def test_unsafe_parameters_are_refused_with_the_field_named(spec, field):
+    with pytest.raises(ConfigError) as info:
+        build_strategy(spec)
+    assert info.value.field == field
+
+
+def test_dawid_skene_without_smoothing_is_refused_at_construction():
+    from pydantic import ValidationError
+
+    from strategies.dawid_skene import DawidSkene, OneCoin, dawid_skene_em
+
+    for cls in (DawidSkene, OneCoin):
+        with pytest.raises(ValidationError, match="smoothing") as info:
+            cls(smoothing=0.0)
+        (err,) = info.value.errors()
+        assert err["loc"] == ("smoothing",) and "greater than 0" in err["msg"]
+    with pytest.raises(ValueError, match="smoothing"):
+        dawid_skene_em(np.zeros((3, 2), dtype=np.int64), 2, smoothing=0.0)
+
+
+def test_nan_parameters_give_no_consensus_instead_of_raising():
+    # What smoothing=0 used to produce: every vote is accept, so no judge has an expected count
+    # for reject, its confusion row is 0/0 and every posterior NaN.
+    from strategies._matrix import set_learned, vote_matrix
+    from strategies.dawid_skene import DawidSkene, _em
+
+    ballots = [ballot("accept", "accept", request_id=f"q{i}") for i in range(4)]
+    m = vote_matrix(ballots)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = _em(m.codes, 2, m.gold, m.n_options, None, None, 10, 1e-6, 0.0, "full")
+    assert np.isnan(r.confusions).any()
+    ds = DawidSkene().fit(ballots)
+    set_learned(ds, confusions_=r.confusions, priors_=r.priors)
+    with np.errstate(invalid="ignore"):
+        d = ds.aggregate(ballot("accept", "reject"))
+    assert d.no_consensus and "non-finite support" in d.reason
+
+
+@pytest.mark.parametrize(("support", "why"), [
+    ({"accept": float("nan"), "reject": float("nan")}, "non-finite support"),
+    ({"accept": float("inf"), "reject": 1.0}, "non-finite support"),
+    ({"accept": 1e308, "reject": 1e308}, "non-finite support"),
+    ({}, "non-finite support"),
+    ({"accept": -1.0, "reject": 2.0}, "negative support"),
+    ({"accept": 0.0, "reject": 0.0}, "zero support"),
+])
+def test_decide_by_support_fails_closed_on_unusable_support(support, why, split):
+    from strategies.base import decide_by_support
+
+    for rule in ("reject", "first", "random", "no_consensus"):
+        d = decide_by_support(split, support, strategy="t", tie_rule=rule)
+        assert d.no_consensus and d.probability is None and why in d.reason
+
+
+def test_weights_of_zero_on_every_voter_give_no_consensus(split):
+    # tie_rule "first" would have picked accept from the all-zero tie
+    silent = {"j0": 0.0, "j1": 0.0, "j2": 0.0}
+    assert Weighted(weights=silent, tie_rule="first").aggregate(split).no_consensus
+    # threshold on reject: 0 of 0 misses the bar, which used to deliver accept
+    assert Threshold(label="reject", share=0.5, weights=silent).aggregate(split).no_consensus
+    # muting some judges stays allowed
+    assert Weighted(weights={"j2": 0.0}).aggregate(split).label == "accept"
+
+
+JUDGE_NAMES = ("j0", "j1", "j2", "j3", "j0@swap", "j1@swap")
+SPACES = (("accept", "reject"), ("1", "2"), ("x", "y", "z"))
+
+
+@st.composite
+def random_ballots(draw, space, request_id="q", gold=False):
+    """A ballot over ``space`` with random labels, abstentions, off-space labels, confidences."""
+    from consensus.types import Ballot, Vote
+
+    judges = draw(st.lists(st.sampled_from(JUDGE_NAMES), max_size=6))
+    subject = "a" if space[0] == "accept" else "*"
+    votes = []
+    for j in judges:
+        label = draw(st.sampled_from((*space, None, "off-space")))
+        if label is None:
+            votes.append(Vote.abstain(judge=j, request_id=request_id, candidate_id=subject,
+                                      kind="timeout", reason="slow"))
+        else:
+            conf = draw(st.none() | st.floats(0.0, 1.0))
+            votes.append(Vote(judge=j, request_id=request_id, candidate_id=subject, label=label,
+                              confidence=conf))
+    return Ballot(request_id=request_id, subject=subject, labels=space, votes=tuple(votes),
+                  gold=draw(st.sampled_from((None, *space))) if gold else None)
+
+
+@settings(max_examples=120, deadline=None)
+@given(name=st.sampled_from(ALL), data=st.data())
+def test_every_strategy_decides_random_ballots_with_a_valid_probability(name, data):
+    import math
+
+    from strategies.base import fit_strategy
+
+    space = data.draw(st.sampled_from(SPACES))
+    s = build_strategy(name)
+    if data.draw(st.booleans()):  # fitted on a random batch (learners), or not
+        batch = data.draw(st.lists(random_ballots(space, gold=True), max_size=12))
+        batch = [b.model_copy(update={"request_id": f"q{i}"}) for i, b in enumerate(batch)]
+        s = fit_strategy(s, batch)
+    d = s.aggregate(data.draw(random_ballots(space)))
+    if d.probability is not None:
+        assert math.isfinite(d.probability) and 0.0 <= d.probability <= 1.0
+    assert all(math.isfinite(p) and 0.0 <= p <= 1.0 for p in d.probabilities.values())
+    if d.label is None:
+        assert d.probability is None
