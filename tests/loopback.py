@@ -15,6 +15,8 @@ Modes:
     ``error500``               Always HTTP 500.
     ``auth_error``             Always HTTP 401; the error message echoes the bearer token, as
                                careless providers do, so tests can check that judges scrub it.
+    ``auth_error_partial``     Always HTTP 401 echoing part of the token, masked the way OpenAI
+                               does (``sk-lo****...`` and its last 8 characters).
     ``bad_request``            Always HTTP 400.
 
 The valid verdict is deterministic. The server reads the candidate blocks
@@ -182,6 +184,11 @@ class LoopbackLLM:
         elif mode == "auth_error":
             token = self.auth[model].removeprefix("Bearer ")
             return _error(401, f"Incorrect API key provided: {token}.", "invalid_api_key")
+        elif mode == "auth_error_partial":
+            token = self.auth[model].removeprefix("Bearer ")
+            shown = f"{token[:5]}{'*' * 24}{token[-8:]}"
+            return _error(401, f"Incorrect API key provided: {shown}. Your key ends in "
+                               f"{token[-8:]}.", "invalid_api_key")
         verdict = self._verdict(body)
         if mode == "malformed":
             content = "Well, on balance I think this response seems fine to me."
