@@ -64,6 +64,8 @@ def ensure_ray(address: str | None = None) -> None:
     """
     if ray.is_initialized():
         return
+    if address and address not in ("auto", "local"):
+        _probe(address)
     quiet_ray()
     try:
         ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,
@@ -72,6 +74,22 @@ def ensure_ray(address: str | None = None) -> None:
         where = f"the Ray cluster at {address!r}" if address else "a local Ray cluster"
         detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"cannot start or join {where}: {detail}", field="--address") from None
+
+
+def _probe(address: str) -> None:
+    """Fail at once when nothing listens at ``host:port`` (Ray itself retries for minutes)."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--address is 'auto' or host:port, got {address!r}",
+                          field="--address")
+    try:
+        with socket.create_connection((host, int(port)), timeout=5.0):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"no Ray cluster answers at {address}: {exc.strerror or exc}",
+                          field="--address") from None
 
 
 def quiet_ray() -> None:

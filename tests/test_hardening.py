@@ -426,3 +426,18 @@ def test_config_error_is_the_only_error_loading_raises(project):
                 load_scenario(path)
             except ConfigError:
                 pass
+
+
+@pytest.mark.parametrize("command", ("run", "compare", "tune"))
+@pytest.mark.parametrize("address", ["nonsense", "CLOSED"])
+def test_an_address_without_a_cluster_fails_at_once(project, tmp_path, capsys, command, address):
+    """Ray would retry for minutes; nothing listening on a loopback port is an error at once."""
+    import socket
+
+    if address == "CLOSED":
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            address = f"127.0.0.1:{s.getsockname()[1]}"  # closed again when the block ends
+    code, err = cli(capsys, command, str(scenario(project)), "--address", address,
+                    "--out", str(tmp_path / "o"))
+    assert_clear_error(code, err, "--address")
