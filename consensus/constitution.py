@@ -27,8 +27,9 @@ Other keys may sit next to a short form (``{regex: PAT, flags: [], unless: [...]
 
 Loading errors are :class:`~consensus.errors.ConfigError` values that name the file, the field
 path (``principles.3.checks.0.pattern``), the principle id, the problem and the bad value.
-:func:`lint` warns about principles that match the same content but demand contradictory
-interventions. :func:`constitution_json_schema` publishes the schema for editors.
+Patterns are compiled at load on the rules judge's engine (:func:`compile_regex`), so one the
+judge cannot compile is a load error. :func:`consensus.lint.lint` warns about principles that
+match the same content but disagree; :func:`constitution_json_schema` publishes the schema.
 
 Example:
     >>> c = parse_constitution({"principles": [{"id": "p", "text": "No insults.",
@@ -40,11 +41,13 @@ Example:
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
-import yaml
+import regex
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -55,6 +58,7 @@ from pydantic import (
 )
 
 from consensus.errors import ConfigError
+from consensus.files import read_yaml
 from consensus.types import Severity
 
 Intervention = Literal["block", "revise", "regenerate", "flag", "escalate"]
@@ -65,10 +69,9 @@ PiiDetector = Literal["email", "phone", "credit_card", "iban", "api_key"]
 SEVERITY_RANK: dict[str, int] = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 """Order of severities (higher is worse)."""
 PII_DETECTORS: tuple[PiiDetector, ...] = ("email", "phone", "credit_card", "iban", "api_key")
-REGEX_FLAGS: dict[str, re.RegexFlag] = {
-    "ignore_case": re.IGNORECASE, "multiline": re.MULTILINE,
-    "dotall": re.DOTALL, "verbose": re.VERBOSE,
-}
+REGEX_FLAGS: dict[str, int] = {"ignore_case": regex.IGNORECASE, "multiline": regex.MULTILINE,
+                               "dotall": regex.DOTALL, "verbose": regex.VERBOSE}
+"""The ``flags`` names of a regex check and the ``regex`` flags they stand for."""
 LEET_EQUIVALENTS: dict[str, str] = {
     "a": "4@", "b": "8", "e": "3", "g": "9", "i": "1!|", "l": "1|",
     "o": "0", "s": "5$", "t": "7+", "z": "2",
@@ -82,12 +85,32 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-def _compile_check(pattern: str, flags: int = 0) -> str:
+def compile_regex(pattern: str, flags: int = 0) -> regex.Pattern[str]:
+    """Compile a constitution's pattern on the rules judge's engine (``regex``, VERSION0).
+
+    VERSION0 is ``re`` syntax plus extensions (``\\p{L}``). Any failure is a ValueError.
+
+    Example:
+        >>> compile_regex(r"\\p{L}+").search("café au lait").group()
+        'café'
+    """
     try:
-        re.compile(pattern, flags)
-    except re.error as exc:
+        with warnings.catch_warnings():
+            # "Possible nested set": a hint about VERSION1 syntax, which is never used here.
+            warnings.simplefilter("ignore", FutureWarning)
+            return regex.compile(pattern, flags | regex.VERSION0)
+    except (regex.error, OverflowError, RecursionError, ValueError) as exc:
         raise ValueError(f"invalid regular expression ({exc})") from None
-    return pattern
+
+
+def regex_flags(names: tuple[str, ...]) -> int:
+    """The ``regex`` flags of the ``flags`` names of a regex check."""
+    return sum({REGEX_FLAGS[n] for n in names})
+
+
+IgnoreCaseRegex = Annotated[str, AfterValidator(
+    lambda p: compile_regex(p, regex.IGNORECASE) and p)]
+"""A case-insensitive pattern, compiled at load (errors name the item: ``unless.1``)."""
 
 
 class _CheckBase(_Frozen):
@@ -95,16 +118,11 @@ class _CheckBase(_Frozen):
 
 
 class _Excepting(_CheckBase):
-    unless: tuple[str, ...] = Field(
+    unless: tuple[IgnoreCaseRegex, ...] = Field(
         default=(),
         description="Allow-list regexes (case-insensitive): a hit overlapping a match is ignored, "
         "e.g. 'kill (the|a) process'.",
     )
-
-    @field_validator("unless")
-    @classmethod
-    def _valid_unless(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(_compile_check(p, re.IGNORECASE) for p in v)
 
 
 class RegexCheck(_Excepting):
@@ -116,24 +134,20 @@ class RegexCheck(_Excepting):
     """
 
     type: Literal["regex"] = "regex"
-    flags: tuple[RegexFlag, ...] = Field(default=("ignore_case",), description="re flags.")
-    pattern: str = Field(min_length=1, description="Python regular expression.")
+    flags: tuple[RegexFlag, ...] = Field(default=("ignore_case",), description="Regex flags.")
+    pattern: str = Field(min_length=1, description="Regular expression (Python re syntax; "
+                         "the regex module's extensions such as \\p{L} work too).")
     redact: bool = Field(default=False, description="Mask the matched text in details.")
 
     @field_validator("pattern")
     @classmethod
     def _valid(cls, v: str, info: ValidationInfo) -> str:
-        flags = 0
-        for f in info.data.get("flags", ()):
-            flags |= REGEX_FLAGS[f]
-        return _compile_check(v, flags)
+        compile_regex(v, regex_flags(info.data.get("flags", ())))
+        return v
 
     def compiled_flags(self) -> int:
-        """The ``re`` flags of this check."""
-        out = 0
-        for f in self.flags:
-            out |= REGEX_FLAGS[f]
-        return out
+        """The ``regex`` flags of this check (see :func:`compile_regex`)."""
+        return regex_flags(self.flags)
 
 
 class KeywordsCheck(_Excepting):
@@ -143,10 +157,10 @@ class KeywordsCheck(_Excepting):
     (``0``→o, ``1``→i/l, ``3``→e, ``4``/``@``→a, ``5``/``$``→s, ``7``/``+``→t, ``8``→b, ``9``→g,
     ``2``→z, ``!``/``|``→i; ``i`` and ``l`` are one letter, as ``1`` and ``|`` stand for
     either); a letter stretched by two or more (``stuuupid``, but ``looser`` is not ``loser``);
-    one separator from
-    :data:`KEYWORD_SEPARATORS` used consistently between the letters of a word (``k.i.l.l``,
-    ``k i l l``, but not ``ki ll``); any run of spaces or punctuation between the words of a
-    phrase; an optional plural ``s``. Not normalised: Unicode homoglyphs, inserted letters.
+    one separator from :data:`KEYWORD_SEPARATORS` used consistently between the letters of a
+    word (``k.i.l.l``, ``k i l l``, but not ``ki ll``); any run of spaces or punctuation between
+    the words of a phrase; an optional plural ``s``. Not normalised: Unicode homoglyphs, inserted
+    letters.
     Matching runs on the original text, so spans index the original.
 
     Example:
@@ -205,8 +219,8 @@ class PiiCheck(_Excepting):
 
 
 DEFAULT_REFUSAL_PHRASES: tuple[str, ...] = (
-    r"I (?:can(?:no|')t|won't|will not|am not able to|'m not able to|am unable to|'m unable to)"
-    r" (?:help|assist|provide|do that|comply|share|give|write|answer|support)",
+    (r"I (?:can(?:no|')t|won't|will not|am not able to|'m not able to|am unable to|'m unable to)"
+     r" (?:help|assist|provide|do that|comply|share|give|write|answer|support)"),
     r"I must (?:decline|refuse)", r"I'm sorry, but I", r"I am sorry, but I",
     r"(?:As an AI|as a language model)[^.]{0,40}\bI (?:can(?:no|')t|won't|don't)",
     r"I(?:'d| would) rather not (?:help|answer|discuss)",
@@ -225,15 +239,10 @@ class RefusalCheck(_CheckBase):
     """
 
     type: Literal["refusal"] = "refusal"
-    phrases: tuple[str, ...] = Field(default=DEFAULT_REFUSAL_PHRASES,
-                                     description="Refusal regexes (case-insensitive).")
+    phrases: tuple[IgnoreCaseRegex, ...] = Field(default=DEFAULT_REFUSAL_PHRASES,
+                                                 description="Refusal regexes (case-insensitive).")
     within_chars: int = Field(default=300, ge=1, description="Refusal must start this early.")
     only_if_prompt_clean: bool = Field(default=True, description="See class docstring.")
-
-    @field_validator("phrases")
-    @classmethod
-    def _valid(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(_compile_check(p, re.IGNORECASE) for p in v)
 
 
 Check = Annotated[RegexCheck | KeywordsCheck | LengthCheck | PiiCheck | RefusalCheck,
@@ -326,18 +335,13 @@ class Constitution(_Frozen):
 
 
 def load_constitution(path: str | Path) -> Constitution:
-    """Load a constitution YAML file, or raise a ConfigError naming file, field and value."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError("constitution file not found", source=str(path))
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{where}invalid YAML: {problem}", source=str(path)) from None
-    return parse_constitution(data, source=str(path))
+    """Load a constitution YAML file, or raise a ConfigError naming file, field and value.
+
+    Reading goes through :func:`consensus.files.read_yaml`: a missing file, a directory, a file
+    that is not UTF-8 (Latin-1, UTF-16, binary) or bad YAML is a ConfigError naming the file.
+    """
+    data = read_yaml(path, what="constitution")
+    return parse_constitution(data, source=str(Path(path)))
 
 
 def parse_constitution(data: Any, *, source: str = "<constitution>") -> Constitution:
@@ -385,88 +389,6 @@ def _config_error(exc: ValidationError, data: dict[str, Any], source: str) -> Co
     more = f" (and {len(errors) - 1} more error(s))" if len(errors) > 1 else ""
     return ConfigError(f"{msg}{where}; got {shown}{more}", source=source,
                        field=".".join(str(p) for p in loc) or None)
-
-
-# --- lint -------------------------------------------------------------------------------------
-
-_DELIVERS = {"flag"}
-_WITHHOLDS = {"block", "revise", "regenerate", "escalate"}
-
-
-def _canon(phrase: str) -> tuple[str, ...]:
-    """A phrase folded the way keyword matching folds it: words of canonical letters."""
-    fold = {c: k for k, vs in LEET_EQUIVALENTS.items() for c in vs if k != "l"}
-    words = re.split(r"[^a-z0-9@$!|+]+", phrase.lower())
-    return tuple("".join(fold.get(c, c) for c in w).replace("l", "i") for w in words if w)
-
-
-def _contains(big: tuple[str, ...], small: tuple[str, ...]) -> bool:
-    return any(big[i:i + len(small)] == small for i in range(len(big) - len(small) + 1))
-
-
-def _overlaps(a: Principle, b: Principle) -> list[str]:
-    """Descriptions of content both principles' checks would match."""
-    out: list[str] = []
-    for ca in a.checks:
-        for cb in b.checks:
-            for x, y in ((ca, cb), (cb, ca)):
-                if isinstance(x, KeywordsCheck) and isinstance(y, KeywordsCheck):
-                    out += [f"keyword {p!r}" for p in x.phrases for q in y.phrases
-                            if _contains(_canon(p), _canon(q))
-                            and (x is ca or _canon(p) != _canon(q))]
-                if isinstance(x, RegexCheck) and isinstance(y, KeywordsCheck):
-                    rx = re.compile(x.pattern, x.compiled_flags())
-                    out += [f"keyword {q!r} (matched by regex {x.pattern!r})"
-                            for q in y.phrases if rx.search(q)]
-            if isinstance(ca, RegexCheck) and isinstance(cb, RegexCheck) \
-                    and (ca.pattern, ca.flags) == (cb.pattern, cb.flags):
-                out.append(f"regex {ca.pattern!r}")
-            if isinstance(ca, PiiCheck) and isinstance(cb, PiiCheck):
-                out += [f"pii detector {d!r}" for d in ca.detectors if d in cb.detectors]
-            if isinstance(ca, LengthCheck) and isinstance(cb, LengthCheck) and (
-                    (ca.max_chars and cb.max_chars) or (ca.min_chars and cb.min_chars)):
-                out.append("length bound")
-            if isinstance(ca, RefusalCheck) and isinstance(cb, RefusalCheck):
-                out.append("refusal")
-    return list(dict.fromkeys(out))
-
-
-def lint(constitution: Constitution) -> list[str]:
-    """Warnings about principles that match the same content but disagree.
-
-    Two principles of the same scope overlap when their checks would match the same text
-    (a shared keyword, one phrase inside another, a regex matching another's keyword, identical
-    regexes, a shared PII detector, two length bounds, two refusal checks). Overlapping principles
-    that demand contradictory interventions (``flag`` delivers the text, ``block``/``revise``/
-    ``regenerate``/``escalate`` withhold it) or different severities are reported.
-
-    Example:
-        >>> c = parse_constitution([
-        ...     {"id": "a", "text": "t", "severity": "high", "checks": [{"keywords": ["x"]}]},
-        ...     {"id": "b", "text": "t", "severity": "high", "intervention": "flag",
-        ...      "checks": [{"keywords": ["X"]}]}])
-        >>> len(lint(c))
-        1
-    """
-    out: list[str] = []
-    ps = constitution.principles
-    for i, a in enumerate(ps):
-        for b in ps[i + 1:]:
-            if a.scope != b.scope:
-                continue
-            both = _overlaps(a, b)
-            if not both:
-                continue
-            what = ", ".join(both[:3]) + (f" and {len(both) - 3} more" if len(both) > 3 else "")
-            acts = {a.intervention, b.intervention}
-            if acts & _DELIVERS and acts & _WITHHOLDS:
-                out.append(f"principles {a.id!r} ({a.intervention}) and {b.id!r} "
-                           f"({b.intervention}) match the same content ({what}) but demand "
-                           "contradictory interventions")
-            elif a.severity != b.severity:
-                out.append(f"principles {a.id!r} ({a.severity}) and {b.id!r} ({b.severity}) "
-                           f"match the same content ({what}) with different severities")
-    return out
 
 
 def constitution_json_schema() -> dict[str, Any]:

@@ -1,11 +1,16 @@
 """The rules judge: a constitution's checks (regex, keywords, length, PII, refusal) as a judge.
 
-Checks are compiled once, in ``__init__``; judging is CPU-light and runs inline. Output-scope
-principles check the candidate; input-scope principles check the prompt (their spans index the
-prompt and their detail starts with ``prompt:``). An input-scope violation says the prompt should
-not be answered as asked: it counts against every candidate except a refusal, which is then the
-right answer. A refusal check with ``only_if_prompt_clean`` fires only when no input-scope
-principle fired, so refusing a safe prompt is a violation and refusing an unsafe one is not.
+Checks are compiled once, in ``__init__``, on the ``regex`` engine that validated them at load.
+A call runs off the event loop, on the judge's own thread pool, and every search (constitution
+and built-in patterns alike) is bounded by the time left in the call's :class:`~judges.pii.Budget`
+(``timeout_s`` less :data:`TIMEOUT_MARGIN_S`, so that the judge, not its host's timer, reports
+it): a catastrophic pattern makes the vote a ``timeout`` abstention naming principle and check.
+
+Output-scope principles check the candidate; input-scope principles check the prompt (their
+spans index the prompt and their detail starts with ``prompt:``). An input-scope violation says
+the prompt should not be answered as asked: it counts against every candidate except a refusal,
+which is then the right answer. A refusal check with ``only_if_prompt_clean`` fires only when no
+input-scope principle fired, so refusing a safe prompt is a violation, refusing an unsafe one not.
 
 A violation at or above ``reject_at`` makes the judge vote ``reject`` (confidence by severity:
 0.7 low, 0.8 medium, 0.9 high, 0.95 critical); lower ones are reported on an ``accept`` vote.
@@ -31,14 +36,17 @@ Example:
 
 from __future__ import annotations
 
-import math
+import asyncio
+import contextvars
+import functools
 import re
 import time
-from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal, NamedTuple
 
+import regex
 from pydantic import Field
 
 from consensus.constitution import (
@@ -54,16 +62,22 @@ from consensus.constitution import (
     Principle,
     RefusalCheck,
     RegexCheck,
+    compile_regex,
     load_constitution,
 )
 from consensus.types import Candidate, Request, Severity, Violation, Vote
-from judges.base import JudgeSpecBase, config_hash, provenance
+from judges.base import JudgeSpecBase, Provenance, config_hash, provenance
+from judges.pii import DETECTORS, Budget, compact, mask
 
 MAX_HITS = 5
 """Hits reported per principle and text (the first ones)."""
 REJECT_CONFIDENCE: dict[str, float] = {"low": 0.7, "medium": 0.8, "high": 0.9, "critical": 0.95}
 ACCEPT_CONFIDENCE = 0.65
 ACCEPT_WITH_MINOR_CONFIDENCE = 0.6
+TIMEOUT_MARGIN_S = 0.25
+"""At most this much (and at most a tenth) of ``timeout_s`` is kept back for reporting."""
+MAX_THREADS = 32
+"""Calls of one rules judge that run at once (a stalled call holds a thread to its deadline)."""
 
 
 class RulesJudgeSpec(JudgeSpecBase):
@@ -88,126 +102,14 @@ class Hit(NamedTuple):
     detail: str
 
 
-# --- PII and secret detectors -----------------------------------------------------------------
-
-def mask(value: str) -> str:
-    """Hide the middle of a matched secret: ``4111111111111111`` -> ``4111****1111``."""
-    if "@" in value and " " not in value:
-        local, _, domain = value.partition("@")
-        return f"{local[:1]}***@{domain}"
-    keep = 4 if len(value) >= 12 else 2 if len(value) >= 6 else 1
-    return value[:keep] + "****" + value[-keep:] if len(value) > 2 * keep else "****"
+class CheckTimeout(Exception):
+    """A check ran past the judge's budget; the message names the principle and the check."""
 
 
-def luhn_ok(digits: str) -> bool:
-    """Luhn checksum of a card number (digits only)."""
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = int(ch) * (2 if i % 2 else 1)
-        total += d - 9 if d > 9 else d
-    return total % 10 == 0
-
-
-def iban_ok(iban: str) -> bool:
-    """ISO 13616 mod-97 check of a compact, upper-case IBAN."""
-    if not re.fullmatch(r"[A-Z]{2}\d{2}[A-Z0-9]{11,30}", iban):
-        return False
-    moved = iban[4:] + iban[:4]
-    return int("".join(str(int(c, 36)) for c in moved)) % 97 == 1
-
-
-def entropy(s: str) -> float:
-    """Shannon entropy in bits per character."""
-    n = len(s)
-    return -sum(k / n * math.log2(k / n) for k in Counter(s).values()) if n else 0.0
-
-
-_EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9][\w.%+-]{0,63}@(?:[A-Za-z0-9-]{1,63}\.){1,8}"
-                    r"[A-Za-z]{2,24}(?![\w-])")
-_PHONE = re.compile(r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}"
-                    r"(?:[ .-]?\d{2,4}){1,4}(?![\w])")
-_CARD = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
-_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,34}\b")
-_KEYS = re.compile("|".join((
-    r"\bsk-(?:proj-|ant-|live-)?[A-Za-z0-9_-]{20,}",
-    r"\b[sr]k_(?:live|test)_[A-Za-z0-9]{16,}",
-    r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",
-    r"\bgh[pousr]_[A-Za-z0-9]{30,}", r"\bgithub_pat_[A-Za-z0-9_]{22,}",
-    r"\bxox[abposr]-[A-Za-z0-9-]{10,}",
-    r"\bAIza[0-9A-Za-z_-]{35}",
-    r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----",
-)))
-_ASSIGNED = re.compile(
-    r"(?i)(?<![A-Za-z0-9])(?:api[_-]?key|secret(?:[_-]?key)?|access[_-]?key|auth[_-]?token|"
-    r"token|password|passwd|client[_-]?secret)[\"']?\s*[:=]\s*[\"']?([^\s\"'`,;]{12,})")
-_PLACEHOLDER = re.compile(r"(?i)example|placeholder|your|xxxx|changeme|redacted|\.\.\.|<|\*\*")
-
-
-def _emails(text: str) -> list[tuple[int, int]]:
-    return [m.span() for m in _EMAIL.finditer(text)]
-
-
-def _phones(text: str) -> list[tuple[int, int]]:
-    out = []
-    numbers = _cards(text) + _ibans(text)  # their digit groups look like phone numbers
-    for m in _PHONE.finditer(text):
-        if any(s < m.end() and m.start() < e for s, e in numbers):
-            continue
-        s = m.group()
-        digits = re.sub(r"\D", "", s)
-        formatted = s.startswith("+") or "(" in s or len(re.findall(r"[ .-]", s)) >= 2
-        if 9 <= len(digits) <= 15 and formatted and not re.fullmatch(r"\d{1,3}(\.\d{1,3}){3}", s):
-            out.append(m.span())
-    return out
-
-
-def _cards(text: str) -> list[tuple[int, int]]:
-    return [m.span() for m in _CARD.finditer(text) if luhn_ok(re.sub(r"\D", "", m.group()))]
-
-
-def _ibans(text: str) -> list[tuple[int, int]]:
-    out = []
-    for m in _IBAN.finditer(text):
-        pos = [m.start() + i for i, c in enumerate(m.group()) if c != " "]
-        compact = m.group().replace(" ", "")
-        # The regex may run into a following word; keep the longest prefix that checks out.
-        for n in range(len(compact), 14, -1):
-            if iban_ok(compact[:n]):
-                out.append((m.start(), pos[n - 1] + 1))
-                break
-    return out
-
-
-def _api_keys(text: str) -> list[tuple[int, int]]:
-    out = [m.span() for m in _KEYS.finditer(text) if not _PLACEHOLDER.search(m.group())]
-    for m in _ASSIGNED.finditer(text):
-        v = m.group(1)
-        if (re.search(r"[A-Za-z]", v) and re.search(r"\d", v) and entropy(v) >= 3.0
-                and not _PLACEHOLDER.search(v)):
-            out.append(m.span(1))
-    return out
-
-
-def _compact(detector: str, value: str) -> str:
-    """Drop the separators of numbers so that masking hides digits, not spaces."""
-    return re.sub(r"[^0-9A-Za-z+]", "", value) if detector in ("credit_card", "iban", "phone") \
-        else value
-
-
-DETECTORS: dict[str, Callable[[str], list[tuple[int, int]]]] = {
-    "api_key": _api_keys, "credit_card": _cards, "iban": _ibans,
-    "email": _emails, "phone": _phones,
-}
-"""PII detectors in priority order: a later detector's hit overlapping an earlier one is dropped."""
-
-
-# --- compiled checks --------------------------------------------------------------------------
+# --- compiled checks ---------------------------------------------------------------------------
 
 def _leet_class(ch: str) -> tuple[str, str]:
-    """(key, regex class) of one phrase character; keys of different classes never overlap.
-
-    ``i`` and ``l`` share a class because ``1`` and ``|`` stand for either.
-    """
+    """(key, regex class) of a phrase character; ``i`` and ``l`` share one (``1``, ``|``)."""
     key = "i" if ch in "il1|!" else next((k for k, vs in LEET_EQUIVALENTS.items() if ch in vs), ch)
     members = key + LEET_EQUIVALENTS.get(key, "")
     if key == "i":
@@ -215,7 +117,7 @@ def _leet_class(ch: str) -> tuple[str, str]:
     return key, "[" + re.escape("".join(dict.fromkeys(members))) + "]"
 
 
-def keyword_regex(phrase: str) -> re.Pattern[str]:
+def keyword_regex(phrase: str) -> regex.Pattern[str]:
     """The leetspeak- and separator-tolerant regex of a keyword phrase (see KeywordsCheck).
 
     The character classes of different letters are disjoint and a run of one letter may only
@@ -247,93 +149,103 @@ def keyword_regex(phrase: str) -> re.Pattern[str]:
                 pat += f"(?:(?:{sep}{cls}){{2,}})?"
         parts.append(pat)
     body = "[^A-Za-z0-9]{0,3}".join(parts)
-    return re.compile(rf"(?<![A-Za-z0-9]){body}(?:[s5$]|es)?(?![A-Za-z0-9])", re.IGNORECASE)
+    return compile_regex(rf"(?<![A-Za-z0-9]){body}(?:[s5$]|es)?(?![A-Za-z0-9])",
+                         regex.IGNORECASE)
+
+
+Finder = Callable[[str, Budget], list[Hit]]
 
 
 class _Matcher:
-    """A compiled check: ``find(text)`` returns its hits (allow-listed ones removed)."""
+    """A compiled check: ``find(text, budget)`` returns its hits (allow-listed ones removed)."""
 
-    def __init__(self, check: Check):
+    def __init__(self, check: Check, what: str, where: str):
         self.check = check
-        self.kind = check.type
-        unless = getattr(check, "unless", ())
-        self.unless = [re.compile(p, re.IGNORECASE) for p in unless]
-        self._find: Callable[[str], list[Hit]]
-        if isinstance(check, RegexCheck):
-            rx = re.compile(check.pattern, check.compiled_flags())
-            label = check.name
+        self.what, self.where = what, where  # named by a timeout: principle and check, location
+        self.unless = [compile_regex(p, regex.IGNORECASE) for p in getattr(check, "unless", ())]
+        self._find = self._finder(check)
 
-            def find_regex(text: str) -> list[Hit]:
+    def _finder(self, check: Check) -> Finder:
+        if isinstance(check, RegexCheck):
+            rx = compile_regex(check.pattern, check.compiled_flags())
+            label, redact = check.name, check.redact
+            self.where += f": pattern {check.pattern[:60]!r}"
+
+            def find_regex(text: str, budget: Budget) -> list[Hit]:
                 out = []
-                for m in rx.finditer(text):
+                for m in budget.finditer(rx, text):
                     if m.end() == m.start():
                         continue
-                    shown = mask(m.group()) if check.redact else repr(m.group()[:40])
+                    shown = mask(m.group()) if redact else repr(m.group()[:40])
                     out.append(Hit(m.start(), m.end(), f"regex:{label or shown}"))
                 return out
-            self._find = find_regex
-        elif isinstance(check, KeywordsCheck):
+            return find_regex
+        if isinstance(check, KeywordsCheck):
             rxs = [(p, keyword_regex(p)) for p in check.phrases]
-            self._find = lambda text: [Hit(*m.span(), f"keywords:{p}")
-                                       for p, rx in rxs for m in rx.finditer(text)]
-        elif isinstance(check, PiiCheck):
+            return lambda text, budget: [Hit(*m.span(), f"keywords:{p}") for p, rx in rxs
+                                         for m in budget.finditer(rx, text)]
+        if isinstance(check, PiiCheck):
             dets = [d for d in DETECTORS if d in check.detectors]
 
-            def find_pii(text: str) -> list[Hit]:
+            def find_pii(text: str, budget: Budget) -> list[Hit]:
                 out: list[Hit] = []
                 for d in dets:
-                    for s, e in DETECTORS[d](text):
+                    for s, e in DETECTORS[d](text, budget):
                         if not any(s < h.end and h.start < e for h in out):
-                            out.append(Hit(s, e, f"pii:{d} {mask(_compact(d, text[s:e]))}"))
+                            out.append(Hit(s, e, f"pii:{d} {mask(compact(d, text[s:e]))}"))
                 return out
-            self._find = find_pii
-        elif isinstance(check, LengthCheck):
+            return find_pii
+        if isinstance(check, LengthCheck):
             lo, hi = check.min_chars, check.max_chars
 
-            def find_length(text: str) -> list[Hit]:
+            def find_length(text: str, budget: Budget) -> list[Hit]:
                 n = len(text)
                 if hi is not None and n > hi:
                     return [Hit(hi, n, f"length:{n}>{hi}")]
                 if lo is not None and n < lo:
                     return [Hit(0, n, f"length:{n}<{lo}")]
                 return []
-            self._find = find_length
-        else:
-            self._find = _refusal_finder(check.phrases, check.within_chars)
+            return find_length
+        phrases = [compile_regex(p, regex.IGNORECASE) for p in check.phrases]
+        within = check.within_chars
 
-    def find(self, text: str) -> list[Hit]:
-        hits = self._find(text)
+        def find_refusal(text: str, budget: Budget) -> list[Hit]:
+            for rx in phrases:
+                m = budget.search(rx, text[: within + 200])
+                if m and m.start() < within:
+                    return [Hit(m.start(), m.end(), f"refusal:{m.group()[:40]!r}")]
+            return []
+        return find_refusal
+
+    def find(self, text: str, budget: Budget) -> list[Hit]:
+        try:
+            hits = self._find(text, budget)
+        except TimeoutError:
+            raise self._expired(budget, self.where) from None
         if hits and self.unless:
-            allowed = [m.span() for rx in self.unless for m in rx.finditer(text)]
+            try:
+                allowed = [m.span() for rx in self.unless for m in budget.finditer(rx, text)]
+            except TimeoutError:
+                raise self._expired(budget, self.where + ", its unless patterns") from None
             hits = [h for h in hits if not any(s < h.end and h.start < e for s, e in allowed)]
         return hits
 
-
-def _refusal_finder(phrases: tuple[str, ...], within: int) -> Callable[[str], list[Hit]]:
-    rxs = [re.compile(p, re.IGNORECASE) for p in phrases]
-
-    def find(text: str) -> list[Hit]:
-        head = text[: within + 200]
-        for rx in rxs:
-            m = rx.search(head)
-            if m and m.start() < within:
-                return [Hit(m.start(), m.end(), f"refusal:{m.group()[:40]!r}")]
-        return []
-    return find
+    def _expired(self, budget: Budget, where: str) -> CheckTimeout:
+        return CheckTimeout(f"{self.what} exceeded the {budget.shown:g}s budget ({where})")
 
 
 class _CompiledPrinciple(NamedTuple):
     principle: Principle
     matchers: tuple[_Matcher, ...]
 
-    def violations(self, text: str, *, prefix: str = "", prompt_flagged: bool = False,
-                   ) -> list[Violation]:
+    def violations(self, text: str, budget: Budget, *, prefix: str = "",
+                   prompt_flagged: bool = False) -> list[Violation]:
         hits: list[Hit] = []
         for m in self.matchers:
             if prompt_flagged and isinstance(m.check, RefusalCheck) \
                     and m.check.only_if_prompt_clean:
                 continue
-            hits += m.find(text)
+            hits += m.find(text, budget)
         kept: list[Hit] = []
         reach = -1  # hits come sorted by start: one overlaps a kept hit iff it starts before this
         for h in sorted(hits, key=lambda h: (h.start, -(h.end - h.start))):
@@ -370,14 +282,27 @@ class RulesJudge:
         self.version = config_hash({"spec": spec.model_dump(mode="json"),
                                     "constitution": constitution.model_dump(mode="json")})
         self._reject_rank = SEVERITY_RANK[spec.reject_at]
-        compiled = [_CompiledPrinciple(p, tuple(_Matcher(c) for c in p.checks))
-                    for p in constitution.principles if p.checks]
+        # A pool of its own: stalled calls of this judge cannot take the threads of the others.
+        self._threads = ThreadPoolExecutor(MAX_THREADS, thread_name_prefix=f"rules-{spec.name}")
+        margin = min(TIMEOUT_MARGIN_S, spec.timeout_s / 10)
+        self._budget_s = spec.timeout_s - margin
+        compiled = [_CompiledPrinciple(p, tuple(
+            _Matcher(c, f"principle {p.id}: {c.type} check", f"checks.{i}")
+            for i, c in enumerate(p.checks))) for p in constitution.principles if p.checks]
         self._input = [c for c in compiled if c.principle.scope == "input"]
         self._output = [c for c in compiled if c.principle.scope == "output"]
-        extra = tuple(ph for p in constitution.principles for c in p.checks
-                      if isinstance(c, RefusalCheck) for ph in c.phrases)
-        self._is_refusal = _refusal_finder(tuple(dict.fromkeys(DEFAULT_REFUSAL_PHRASES + extra)),
-                                           300)
+        # Refusal detection: the default phrases, then each principle's new ones as a matcher of
+        # its own, so that a timeout names the principle.
+        seen = set(DEFAULT_REFUSAL_PHRASES)
+        groups: dict[str, list[str]] = {"refusal detection": list(DEFAULT_REFUSAL_PHRASES)}
+        for p in constitution.principles:
+            for c in p.checks:
+                for ph in c.phrases if isinstance(c, RefusalCheck) else ():
+                    if ph not in seen:
+                        seen.add(ph)
+                        groups.setdefault(f"principle {p.id}: refusal check", []).append(ph)
+        self._refusals = [_Matcher(RefusalCheck(phrases=tuple(phs)), what, "refusal detection")
+                          for what, phs in groups.items()]
 
     @classmethod
     def from_constitution(cls, constitution: Constitution, *, name: str = "rules",
@@ -387,11 +312,24 @@ class RulesJudge:
                               reject_at=reject_at)
         return cls(spec, constitution)
 
-    def findings(self, prompt: str, text: str) -> Findings:
-        """Input violations (of the prompt), output violations (of ``text``), refusal flag."""
-        inp = [v for c in self._input for v in c.violations(prompt, prefix="prompt:")]
-        out = [v for c in self._output for v in c.violations(text, prompt_flagged=bool(inp))]
-        return Findings(inp, out, bool(self._is_refusal(text)))
+    def budget(self) -> Budget:
+        """A fresh budget for one call (``timeout_s`` less the reporting margin)."""
+        return Budget(self._budget_s, shown=self.spec.timeout_s)
+
+    def findings(self, prompt: str, text: str, budget: Budget | None = None) -> Findings:
+        """Input violations (of the prompt), output violations (of ``text``), refusal flag.
+
+        Raises :class:`CheckTimeout` when a check outlives ``budget`` (default: a fresh one).
+        """
+        budget = budget or self.budget()
+        inp = [v for c in self._input for v in c.violations(prompt, budget, prefix="prompt:")]
+        out = [v for c in self._output
+               for v in c.violations(text, budget, prompt_flagged=bool(inp))]
+        return Findings(inp, out, self._is_refusal(text, budget))
+
+    def _is_refusal(self, text: str, budget: Budget) -> bool:
+        """Whether ``text`` opens with a refusal (within 300 characters)."""
+        return any(m.find(text, budget) for m in self._refusals)
 
     def _counted(self, f: Findings) -> list[Violation]:
         pool = f.output if f.refusal else f.input + f.output
@@ -400,19 +338,29 @@ class RulesJudge:
     async def judge(self, request: Request, candidate: Candidate | None) -> Vote:
         """Vote on ``candidate`` (or choose among ``request.candidates`` when None)."""
         start = time.perf_counter()
+        budget = self.budget()  # the deadline counts from the call, waiting for a thread too
         common = provenance(self, request, candidate)
+        # As asyncio.to_thread does (context included), but on this judge's own pool.
+        run = functools.partial(contextvars.copy_context().run, self._vote, request, candidate,
+                                common, budget)
         try:
-            if candidate is None:
-                vote = self._pairwise(request, common)
-            else:
-                vote = self._verdict(request, candidate, common)
-        except Exception as exc:  # a judge never raises into the coordinator
+            vote = await asyncio.get_running_loop().run_in_executor(self._threads, run)
+        except CheckTimeout as exc:
+            vote = Vote.abstain(kind="timeout", reason=str(exc)[:300], **common)
+        except Exception as exc:  # noqa: BLE001 - a judge never raises into the coordinator
             vote = Vote.abstain(kind="error", reason=f"rules judge failed: {exc!r}"[:300],
                                 **common)
         return vote.model_copy(update={"latency_s": time.perf_counter() - start})
 
-    def _verdict(self, request: Request, candidate: Candidate, common: dict) -> Vote:
-        f = self.findings(request.prompt, candidate.text)
+    def _vote(self, request: Request, candidate: Candidate | None, common: Provenance,
+              budget: Budget) -> Vote:
+        if candidate is None:
+            return self._pairwise(request, common, budget)
+        return self._verdict(request, candidate, common, budget)
+
+    def _verdict(self, request: Request, candidate: Candidate, common: Provenance,
+                 budget: Budget) -> Vote:
+        f = self.findings(request.prompt, candidate.text, budget)
         found = f.input + f.output
         counted = self._counted(f)
         if counted:
@@ -430,10 +378,10 @@ class RulesJudge:
         return Vote(label="accept", confidence=ACCEPT_CONFIDENCE,
                     critique=f"no rule matched ({n} principles with checks)", **common)
 
-    def _pairwise(self, request: Request, common: dict) -> Vote:
+    def _pairwise(self, request: Request, common: Provenance, budget: Budget) -> Vote:
         keyed = []
         for c in request.candidates:
-            f = self.findings(request.prompt, c.text)
+            f = self.findings(request.prompt, c.text, budget)
             vs = [v.model_copy(update={"detail": f"{c.id}:{v.detail}"})
                   for v in (f.output if f.refusal else f.input + f.output)]
             worst = max((SEVERITY_RANK[v.severity or "low"] for v in vs), default=-1)

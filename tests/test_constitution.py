@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,11 +15,11 @@ from consensus.constitution import (
     RefusalCheck,
     RegexCheck,
     constitution_json_schema,
-    lint,
     load_constitution,
     parse_constitution,
 )
 from consensus.errors import ConfigError
+from consensus.lint import lint
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "scenarios" / "constitution.yaml"
@@ -116,7 +117,7 @@ principles:
     text: t
     severity: high
     checks: [{keywords: [x], unless: ["[a-"]}]
-""", "principles.0.checks.0.unless", ["invalid regular expression", "'p'"]),
+""", "principles.0.checks.0.unless.0", ["invalid regular expression", "'p'", "'[a-'"]),
     ("duplicate id", """\
 principles:
   - {id: same, text: t, severity: low}
@@ -255,3 +256,155 @@ def test_json_schema_describes_checks() -> None:
     assert defs["Principle"]["additionalProperties"] is False
     assert set(defs["Principle"]["properties"]["severity"]["enum"]) == {
         "low", "medium", "high", "critical"}
+
+
+# --- files that are not UTF-8 text, or not files ----------------------------------------------
+
+@pytest.mark.parametrize(
+    ("name", "data", "fragment"),
+    [
+        ("latin1.yaml", GOOD.replace("Do not insult.", "Pas d'insulte, café.").encode("latin-1"),
+         "not UTF-8 text (byte 0xe9"),
+        ("utf16.yaml", GOOD.encode("utf-16"), "UTF-16"),
+        ("utf16be.yaml", GOOD.encode("utf-16-be"), "UTF-16"),
+    ],
+)
+def test_non_utf8_files_are_config_errors_naming_the_file(
+    tmp_path: Path, name: str, data: bytes, fragment: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(ConfigError) as info:
+        load_constitution(path)
+    assert info.value.source == str(path)
+    assert name in str(info.value) and fragment in str(info.value), str(info.value)
+
+
+def test_a_directory_is_a_config_error_naming_it(tmp_path: Path) -> None:
+    folder = tmp_path / "rules.yaml"
+    folder.mkdir()
+    with pytest.raises(ConfigError, match="directory") as info:
+        load_constitution(folder)
+    assert info.value.source == str(folder)
+
+
+# --- patterns are compiled at load, on the judge's engine -------------------------------------
+
+@pytest.mark.parametrize(
+    ("check", "field", "fragment"),
+    [
+        ({"regex": "x{2,1}"}, "principles.0.checks.0.pattern", "min repeat greater than max"),
+        ({"regex": "a{99999999999}"}, "principles.0.checks.0.pattern", "repeat count too big"),
+        ({"regex": "(" * 3000 + ")" * 3000}, "principles.0.checks.0.pattern", "recursion"),
+        ({"regex": "a", "unless": ["fine", "[z-a]"]},
+         "principles.0.checks.0.unless.1", "invalid regular expression"),
+        ({"refusal": {"phrases": ["I can't", "\\"]}}, "principles.0.checks.0.phrases.1",
+         "invalid regular expression"),
+    ],
+    ids=["bad-repeat", "overflow", "too-deep", "unless-item", "refusal-item"],
+)
+def test_patterns_the_engine_rejects_are_load_errors_naming_the_field(
+    tmp_path: Path, check: dict, field: str, fragment: str
+) -> None:
+    import yaml
+
+    path = write(tmp_path, yaml.safe_dump({"principles": [
+        {"id": "p", "text": "t", "severity": "high", "checks": [check]}]}))
+    with pytest.raises(ConfigError) as info:
+        load_constitution(path)
+    assert info.value.field == field, str(info.value)
+    assert fragment in str(info.value) and "'p'" in str(info.value), str(info.value)
+
+
+def test_patterns_only_the_judges_engine_knows_load() -> None:
+    # \p{..} classes and inline flags mid-pattern: re rejects them, the regex engine does not.
+    c = parse_constitution([{"id": "p", "text": "t", "severity": "low",
+                             "checks": [{"regex": r"\p{Lu}{3}"}, {"regex": "a(?i)b"}]}])
+    assert c.principles[0].checks == (RegexCheck(pattern=r"\p{Lu}{3}"), RegexCheck(pattern="a(?i)b"))
+
+
+# --- lint at scale --------------------------------------------------------------------------
+
+def _generated(n: int, planted: dict[int, tuple[int, dict[str, Any]]]) -> Constitution:
+    """``n`` principles with distinct keywords, regexes and PII detectors; ``planted[j] =
+    (i, changes)`` makes principle j repeat principle i's content with ``changes``."""
+    detectors = ("email", "phone", "credit_card", "iban", "api_key")
+    ps: list[dict] = []
+    for i in range(n):
+        p: dict = {"id": f"p{i}", "text": "t", "severity": "high",
+                   "scope": "input" if i % 3 == 0 else "output"}
+        if i % 4 == 3:
+            p["checks"] = [{"regex": rf"\bcode{i}-\d+\b"}]
+        elif i % 200 == 10:
+            p["checks"] = [{"pii": [detectors[i // 200]]}]     # five, each its own detector
+        else:
+            p["checks"] = [{"keywords": [f"alpha{i} beta", f"gamma{i}"]}]
+        ps.append(p)
+    for j, (i, changes) in planted.items():
+        ps[j] = {**ps[i], "id": f"p{j}", **changes}
+    return parse_constitution(ps)
+
+
+def test_lint_on_a_thousand_principles_finds_exactly_the_planted_conflicts() -> None:
+    planted: dict[int, tuple[int, dict[str, Any]]] = {
+        901: (1, {"intervention": "flag"}),                          # same keywords
+        902: (2, {"checks": [{"keywords": ["g4mma2"]}], "severity": "low"}),  # leet, inside
+        903: (7, {"checks": [{"keywords": ["code7-12"]}], "intervention": "flag"}),  # regex hit
+        904: (11, {"intervention": "flag"}),                          # identical regex
+        905: (10, {"severity": "low"}),                               # shared pii detector
+        906: (5, {"scope": "input" if 5 % 3 else "output", "intervention": "flag"}),  # no: scope
+        907: (13, {}),                                                # no: same everything
+    }
+    warnings = lint(_generated(1000, planted))
+    pairs = sorted(w.split("'")[1] + "/" + w.split("'")[3] for w in warnings)
+    assert pairs == ["p1/p901", "p10/p905", "p11/p904", "p2/p902", "p7/p903"], warnings
+    assert any("keyword 'code7-12' (matched by regex" in w for w in warnings)
+    assert any("pii detector 'email'" in w for w in warnings)
+
+
+def test_lint_caps_its_warnings() -> None:
+    import consensus.lint as lint_module
+
+    n = 300  # every pair shares a detector; half the pairs differ in severity
+    c = parse_constitution([{"id": f"p{i}", "text": "t", "severity": ("low", "high")[i % 2],
+                             "checks": ["pii"]} for i in range(n)])
+    warnings = lint(c)
+    assert len(warnings) == lint_module.MAX_WARNINGS + 1
+    assert warnings[-1] == f"... and {(n // 2) ** 2 - lint_module.MAX_WARNINGS} more warnings"
+
+
+def test_lint_reports_regexes_too_slow_to_compare(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    import consensus.lint as lint_module
+
+    monkeypatch.setattr(lint_module, "REGEX_BUDGET_S", 0.5)
+    monkeypatch.setattr(lint_module, "TOTAL_REGEX_BUDGET_S", 0.6)
+    slow = [{"id": f"slow{i}", "text": "t", "severity": "high",
+             "checks": [{"regex": f"(a|a)+${'x' * i}"}]} for i in range(6)]
+    c = parse_constitution([*slow, {"id": "kw", "text": "t", "severity": "low",
+                                    "checks": [{"keywords": ["a" * 40 + "b"]}]}])
+    start = time.perf_counter()
+    warnings = lint(c)
+    # Each slow regex is named; together they stop at the total budget, not after 6 x 0.5 s.
+    assert [w.split("'")[3] for w in warnings] == [f"slow{i}" for i in range(6)], warnings
+    assert all("too slow to compare" in w for w in warnings)
+    assert time.perf_counter() - start < 2.0
+
+
+@pytest.mark.parametrize("pattern", [r"^idiot$", r"\Aidiot\Z", r"(?<!\w)idiot(?!\w)", "t$",
+                                     r"^id", r"(?s)i.*t\Z"])
+def test_lint_regex_against_keywords_behaves_as_on_each_phrase_alone(pattern: str) -> None:
+    # The regex runs over all phrases joined into one text: anchors and lookarounds must still
+    # behave as on the phrase alone, wherever the phrase sits among the others.
+    filler = [{"id": f"f{i}", "text": "t", "severity": "high",
+               "checks": [{"keywords": [f"word{i} more"]}]} for i in range(30)]
+    c = parse_constitution([
+        *filler[:15],
+        {"id": "rx", "text": "t", "severity": "high", "checks": [{"regex": pattern}]},
+        *filler[15:],
+        {"id": "kw", "text": "t", "severity": "low", "checks": [{"keywords": ["idiot"]}]},
+    ])
+    warnings = lint(c)
+    assert len(warnings) == 1 and "'rx'" in warnings[0] and "'kw'" in warnings[0], warnings
+    assert "keyword 'idiot' (matched by regex" in warnings[0]

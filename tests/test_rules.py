@@ -11,15 +11,8 @@ from hypothesis import strategies as st
 
 from consensus.constitution import Constitution, load_constitution, parse_constitution
 from consensus.types import Candidate, Request, Vote
-from judges.rules import (
-    RulesJudge,
-    RulesJudgeSpec,
-    entropy,
-    iban_ok,
-    keyword_regex,
-    luhn_ok,
-    mask,
-)
+from judges.pii import entropy, iban_ok, luhn_ok, mask
+from judges.rules import RulesJudge, RulesJudgeSpec, keyword_regex
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "scenarios" / "constitution.yaml"
@@ -235,8 +228,8 @@ def test_confidence_grows_with_severity_and_clean_accept_is_modest() -> None:
 def test_shipped_constitution_on_homonyms(shipped: RulesJudge) -> None:
     benign = [
         ("How do I kill a Python process?", "Run `kill -9 <PID>` or `pkill -f myscript`."),
-        ("How do I make bath bombs?", "Mix baking soda and citric acid, then let the bath "
-         "bombs dry overnight."),
+        ("How do I make bath bombs?", ("Mix baking soda and citric acid, then let the bath "
+                                       "bombs dry overnight.")),
         ("I'm stressed", "Don't kill yourself over it; take a break."),
         ("A novel?", "Read The Idiot by Dostoevsky."),
         ("Template?", "Write to support@example.com for help."),
