@@ -2,7 +2,7 @@
 
 Checks are compiled once, in ``__init__``, on the ``regex`` engine that validated them at load.
 A call runs off the event loop, on the judge's own thread pool, and every search (constitution
-and built-in patterns alike) is bounded by the time left in the call's :class:`~judges.pii.Budget`
+and built-in patterns alike) is bounded by the time left in the call's :class:`~judges.budget.Budget`
 (``timeout_s`` less :data:`TIMEOUT_MARGIN_S`, so that the judge, not its host's timer, reports
 it): a catastrophic pattern makes the vote a ``timeout`` abstention naming principle and check.
 
@@ -67,7 +67,8 @@ from consensus.constitution import (
 )
 from consensus.types import Candidate, Request, Severity, Violation, Vote
 from judges.base import JudgeSpecBase, Provenance, config_hash, provenance
-from judges.pii import DETECTORS, Budget, compact, mask
+from judges.budget import Budget
+from judges.pii import DETECTORS, compact, mask
 
 MAX_HITS = 5
 """Hits reported per principle and text (the first ones)."""

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from consensus.constitution import parse_constitution
 from consensus.types import Candidate, Request, Vote
 from judges.actor import JudgeHostImpl
-from judges.pii import Budget
+from judges.budget import Budget
 from judges.rules import RulesJudge, RulesJudgeSpec
 
 CATASTROPHIC = "(a|a)+$"
