@@ -39,7 +39,7 @@ from consensus.reports.files import (
     write_votes_csv,
 )
 from consensus.reports.html import write_report
-from consensus.scenario import Scenario, load_scenario
+from consensus.scenario import Scenario, load_scenario, scenario_warnings
 from consensus.store import Store
 from consensus.types import Outcome, Request, RunStatus, RunSummary, Vote
 from strategies.base import Strategy, fit_strategy, learns
@@ -123,9 +123,10 @@ def run_scenario(
     """Run ``scenario`` and write the output directory contract into ``out_dir``.
 
     The folder is locked for the run and emptied of an earlier run's files first; the store is
-    opened before Ray starts, so a bad ``--out`` or ``--store`` fails at once. ``summary.json``
-    says ``running`` until the end; a run stopped early (Ctrl-C, an error) still writes its
-    summary, CSVs and report for the requests it decided, with status ``interrupted``.
+    opened before Ray starts, so a bad ``--out`` or ``--store`` fails at once. Once the panel
+    is up, ``summary.json`` says ``running`` until the end; a run stopped early (Ctrl-C, an
+    error) still writes its summary, CSVs and report for the requests it decided, with status
+    ``interrupted``.
     """
     run_id = f"{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     strategy_name = scenario.strategy.name
@@ -134,9 +135,6 @@ def run_scenario(
         store = Store(store_path or out_dir / "consensus.sqlite")
         try:
             structlog.contextvars.bind_contextvars(run_id=run_id)
-            write_summary(out_dir / "summary.json", RunSummary(
-                scenario=scenario.name, strategy=strategy_name, run_id=run_id, n_requests=0,
-                status="running"))
             ensure_ray(address)
             strategy, fitted_on = fit_beforehand(scenario, address=address)
             store.start_run(run_id, scenario=scenario.name, strategy=strategy_name,
@@ -149,11 +147,16 @@ def run_scenario(
                 if not panel.specs:
                     raise ConfigError(f"no judge of the panel can run: {panel.disabled}",
                                       source=str(scenario.source), field="panel")
+                for warning in scenario_warnings(scenario):
+                    log.warning("scenario_warning", warning=warning)
                 short = scenario.file.policy.check_panel(panel.size)
                 if short:
                     log.warning("quorum_unreachable", reason=short, disabled=panel.disabled)
                 coord = Coordinator(panel, strategy, scenario.file.policy,
                                     refit=fitted_on is None, run_id=run_id)
+                write_summary(out_dir / "summary.json", RunSummary(
+                    scenario=scenario.name, strategy=strategy_name, run_id=run_id,
+                    n_requests=0, status="running"))
                 with DecisionLog(out_dir / "decisions.jsonl") as jsonl:
 
                     def record(req: Request, outcome: Outcome) -> None:

@@ -26,104 +26,24 @@ Example:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from consensus.datasets import DatasetSpec, load_requests
 from consensus.errors import ConfigError
-from consensus.files import read_text, read_yaml
+from consensus.files import read_yaml
 from consensus.oracle import BayesOracle
 from consensus.policy import Policy
-from consensus.types import ACCEPT, PAIRWISE_SUBJECT, REJECT, Candidate, Request
+from consensus.types import Request
 from judges.base import JudgeSpecBase
 from judges.registry import config_error_from, judge_kinds, parse_judge_spec, prepare
 from judges.simulated import SimulatedJudgeSpec, resolve_correlations
 from strategies.base import Strategy
 from strategies.registry import build_strategy
-
-
-class SimulatedDataset(BaseModel):
-    """Requests generated for simulated panels: gold labels drawn from a prior.
-
-    A prior over ``accept`` / ``reject`` gives verdict requests with one candidate ``a``; a prior
-    over other labels gives pairwise requests whose candidates are the labels (sorted), so a
-    simulated judge picks one of ``K`` labels.
-
-    Example:
-        >>> len(SimulatedDataset(n_items=3).generate())
-        3
-        >>> r = SimulatedDataset(n_items=1, prior={"x": 0.5, "y": 0.3, "z": 0.2}).generate()[0]
-        >>> r.task, r.labels(), r.subjects()
-        ('pairwise', ('x', 'y', 'z'), ('*',))
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
-
-    n_items: int = Field(ge=1, le=10_000_000, description="Number of requests.")
-    prior: dict[str, float] = Field(
-        default_factory=lambda: {"accept": 0.5, "reject": 0.5}, min_length=1,
-        description="P(gold label): accept / reject (verdict requests), or two or more other "
-                    "labels (pairwise requests, one candidate per label).")
-    seed: int = Field(default=0, description="Seed of the gold draws.")
-
-    @model_validator(mode="after")
-    def _check(self) -> Self:
-        if not set(self.prior) <= {ACCEPT, REJECT} and len(self.prior) < 2:
-            raise ValueError("a prior over labels other than accept/reject needs two or more")
-        negative = {k: v for k, v in self.prior.items() if v < 0}
-        if negative:
-            raise ValueError(f"prior probabilities must be >= 0, got {negative}")
-        if not sum(self.prior.values()) > 0:
-            raise ValueError("the prior gives every label probability 0")
-        return self
-
-    def generate(self) -> tuple[Request, ...]:
-        """The requests, gold drawn from the prior."""
-        import numpy as np
-
-        labels = sorted(self.prior)
-        p = np.array([self.prior[k] for k in labels], dtype=float)
-        gold = np.random.default_rng(self.seed).choice(len(labels), size=self.n_items, p=p / p.sum())
-        if set(labels) <= {ACCEPT, REJECT}:
-            return tuple(Request(id=f"sim-{i}", prompt=f"simulated item {i}",
-                                 candidates=(Candidate(id="a", text=""),), gold={"a": labels[g]},
-                                 category="simulated")
-                         for i, g in enumerate(gold))
-        options = tuple(Candidate(id=lab, text="") for lab in labels)
-        return tuple(Request(id=f"sim-{i}", prompt=f"simulated item {i}", candidates=options,
-                             task="pairwise", gold={PAIRWISE_SUBJECT: labels[g]},
-                             category="simulated")
-                     for i, g in enumerate(gold))
-
-
-class DatasetSpec(BaseModel):
-    """Where the requests come from.
-
-    Example:
-        >>> DatasetSpec(path="data/x.jsonl", limit=10).limit
-        10
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    path: str | None = Field(default=None, min_length=1,
-                             description="JSONL of requests, relative to the scenario file.")
-    simulate: SimulatedDataset | None = Field(
-        default=None, description="Generate requests with gold labels instead (simulated panels).")
-    limit: int | None = Field(default=None, ge=1, description="Use only the first N requests.")
-    categories: tuple[str, ...] | None = Field(
-        default=None, description="Keep only requests of these categories."
-    )
-
-    @model_validator(mode="after")
-    def _one_source(self) -> Self:
-        if (self.path is None) == (self.simulate is None):
-            raise ValueError("a dataset has either a path or simulate, not both or neither")
-        return self
 
 
 class ScenarioFile(BaseModel):
@@ -291,6 +211,19 @@ def load_scenario(path: str | Path, *, strategy: str | dict[str, Any] | None = N
     return scenario
 
 
+def scenario_warnings(scenario: Scenario) -> list[str]:
+    """Choices that are valid but lean towards delivering: said by ``validate`` and logged by
+    ``run``, not refused (they have uses, e.g. in pairwise tasks)."""
+    out = []
+    rule = getattr(scenario.strategy, "tie_rule", None)
+    if rule in ("first", "random") and any(r.task == "verdict" for r in scenario.requests):
+        out.append(f"strategy {scenario.strategy.name!r} breaks accept/reject ties by "
+                   f"{rule!r}, which delivers a candidate on "
+                   + ("every tie" if rule == "first" else "half of the ties")
+                   + "; the default tie rule 'reject' fails closed")
+    return out
+
+
 def _prepare(spec: JudgeSpecBase, path: Path, field: str, cache: dict[Any, Any]) -> Any:
     """Read the judge's files now, so that a missing or broken file fails at load."""
     try:
@@ -393,50 +326,6 @@ def _strategy(spec: str | dict[str, Any], judges: tuple[JudgeSpecBase, ...], src
                                   f"panel; judges: {sorted(names)[:10]}", source=src,
                                   field=f"strategy.{attr}")
     return built
-
-
-def load_requests(base_dir: Path, dataset: str | DatasetSpec, src: str) -> tuple[Request, ...]:
-    """Read the JSONL dataset; a bad line names the file, the line and the field."""
-    ds = DatasetSpec(path=dataset) if isinstance(dataset, str) else dataset
-    if ds.simulate is not None:
-        return ds.simulate.generate()[: ds.limit]
-    if ds.path is None:
-        raise ConfigError("a dataset needs a path or simulate", source=src, field="dataset")
-    p = Path(ds.path)
-    p = p if p.is_absolute() else base_dir / p
-    if not p.exists():
-        raise ConfigError(f"dataset {str(p)!r} not found", source=src, field="dataset.path")
-    text = read_text(p, what="dataset")
-    out: list[Request] = []
-    seen: set[str] = set()
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"invalid JSON: {exc.msg} (column {exc.colno})",
-                              source=f"{p}:{lineno}") from None
-        except RecursionError:
-            raise ConfigError("invalid JSON: nested too deeply", source=f"{p}:{lineno}") from None
-        if not isinstance(obj, dict):
-            raise ConfigError(f"a request is a JSON object, got {type(obj).__name__}",
-                              source=f"{p}:{lineno}")
-        try:
-            req = Request.model_validate(obj)
-        except ValidationError as exc:
-            raise config_error_from(exc, source=f"{p}:{lineno}", prefix="", data=obj) from None
-        if req.id in seen:
-            raise ConfigError(f"duplicate request id {req.id!r}", source=f"{p}:{lineno}",
-                              field="id")
-        seen.add(req.id)
-        if ds.categories is None or req.category in ds.categories:
-            out.append(req)
-        if ds.limit is not None and len(out) >= ds.limit:
-            break
-    if not out:
-        raise ConfigError("the dataset holds no request (after filters)", source=str(p))
-    return tuple(out)
 
 
 def scenario_json_schema() -> dict[str, Any]:

@@ -137,6 +137,12 @@ class Violation(_Frozen):
     severity: Severity | None = Field(default=None, description="Severity of the principle.")
     intervention: Action | None = Field(default=None, description="Principle's intervention.")
 
+    @field_validator("detail")
+    @classmethod
+    def _no_secrets(cls, v: str) -> str:
+        # A detail may quote the matched text, and a candidate may hold a key.
+        return redact(v) if v else v
+
 
 class Vote(_Frozen):
     """One judge's vote on one subject, or its abstention with the reason.

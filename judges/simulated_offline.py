@@ -6,7 +6,7 @@ latency aside. Benchmarks and tests use this to score strategies on thousands of
 in seconds, against the exact Bayes posterior of the same model.
 
 Example:
-    >>> from consensus.scenario import SimulatedDataset
+    >>> from consensus.datasets import SimulatedDataset
     >>> specs = [SimulatedJudgeSpec(name="lead", default_accuracy=0.6),
     ...          SimulatedJudgeSpec(name="echo", correlated_with="lead", copy_prob=1.0)]
     >>> requests = SimulatedDataset(n_items=50, seed=1).generate()
@@ -97,7 +97,7 @@ def simulate_ballots(specs: Sequence[JudgeSpecBase],
 
     Args:
         specs: The panel, in panel order (``correlated_with`` as names or resolved specs).
-        requests: E.g. :meth:`consensus.scenario.SimulatedDataset.generate`.
+        requests: E.g. :meth:`consensus.datasets.SimulatedDataset.generate`.
     """
     judges = [SimulatedJudge(s) for s in resolved(specs)]
     out: list[Ballot] = []

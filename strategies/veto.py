@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from consensus.types import REJECT, Ballot, Decision
+from consensus.types import ACCEPT, REJECT, Ballot, Decision
 from strategies.base import agreement_of, no_consensus, without_votes
 
 
@@ -32,6 +32,12 @@ class Veto:
 
     veto_label: str = REJECT
     name: str = "veto"
+
+    def __post_init__(self) -> None:
+        if self.veto_label == ACCEPT:
+            raise ValueError("veto_label 'accept' would let any single judge deliver a "
+                             "candidate the others reject; a veto is for 'reject' (or, in "
+                             "pairwise tasks, a candidate id)")
 
     def aggregate(self, ballot: Ballot) -> Decision:
         empty = without_votes(ballot, self.name)

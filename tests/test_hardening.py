@@ -441,3 +441,18 @@ def test_an_address_without_a_cluster_fails_at_once(project, tmp_path, capsys, c
     code, err = cli(capsys, command, str(scenario(project)), "--address", address,
                     "--out", str(tmp_path / "o"))
     assert_clear_error(code, err, "--address")
+
+
+def test_a_veto_of_accept_is_refused(project, capsys):
+    code, err = cli(capsys, "validate", str(scenario(project, extra="strategy: {name: veto, "
+                                                                   "veto_label: accept}\n")))
+    assert_clear_error(code, err, "strategy", "veto_label 'accept'")
+
+
+@pytest.mark.parametrize("rule", ["first", "random"])
+def test_tie_rules_that_deliver_are_warned_about(project, capsys, rule):
+    with pytest.raises(SystemExit) as info:
+        main(["validate", str(scenario(
+            project, extra=f"strategy: {{name: majority, tie_rule: {rule}}}\n"))])
+    assert info.value.code == 0
+    assert "warning: strategy 'majority' breaks accept/reject ties" in capsys.readouterr().out

@@ -8,9 +8,10 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from consensus.datasets import SimulatedDataset
 from consensus.errors import ConfigError
 from consensus.oracle import BayesOracle
-from consensus.scenario import SimulatedDataset, load_scenario
+from consensus.scenario import load_scenario
 from consensus.types import Ballot
 from judges.simulated import (
     SimulatedJudge,

@@ -15,7 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consensus.scenario import SimulatedDataset, load_scenario
+from consensus.datasets import SimulatedDataset
+from consensus.scenario import load_scenario
 from consensus.types import Ballot, Vote
 from judges.simulated import SimulatedJudgeSpec
 from judges.simulated_offline import bayes_posteriors, reseed, simulate_ballots, simulate_codes

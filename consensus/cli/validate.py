@@ -38,7 +38,7 @@ def check_file(f: Path) -> str:
     """Validate one file; the report line, or a ConfigError."""
     from consensus.constitution import parse_constitution
     from consensus.lint import lint
-    from consensus.scenario import load_scenario
+    from consensus.scenario import load_scenario, scenario_warnings
 
     data = read_yaml(f)
     if isinstance(data, list) or (isinstance(data, dict) and "principles" in data):
@@ -48,8 +48,11 @@ def check_file(f: Path) -> str:
         return "\n".join(lines)
     if isinstance(data, dict):
         s = load_scenario(f)
-        return (f"{f}: scenario ok ({len(s.judges)} judges, {len(s.requests)} requests, "
+        head = (f"{f}: scenario ok ({len(s.judges)} judges, {len(s.requests)} requests, "
                 f"strategy {s.strategy.name})")
+        lines = [head]
+        lines += [f"{f}: warning: {w}" for w in scenario_warnings(s)]
+        return "\n".join(lines)
     raise ConfigError("neither a scenario (a mapping with name, dataset, panel) nor a "
                       f"constitution (a list or a mapping of principles); got "
                       f"{type(data).__name__}", source=str(f))
