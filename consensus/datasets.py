@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Self
 
@@ -43,7 +44,7 @@ class SimulatedDataset(BaseModel):
         default_factory=lambda: {"accept": 0.5, "reject": 0.5}, min_length=1,
         description="P(gold label): accept / reject (verdict requests), or two or more other "
                     "labels (pairwise requests, one candidate per label).")
-    seed: int = Field(default=0, description="Seed of the gold draws.")
+    seed: int = Field(default=0, ge=0, description="Seed of the gold draws.")
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -101,6 +102,9 @@ class DatasetSpec(BaseModel):
         return self
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
 def load_requests(base_dir: Path, dataset: str | DatasetSpec, src: str) -> tuple[Request, ...]:
     """Read the JSONL dataset; a bad line names the file, the line and the field."""
     ds = DatasetSpec(path=dataset) if isinstance(dataset, str) else dataset
@@ -115,7 +119,8 @@ def load_requests(base_dir: Path, dataset: str | DatasetSpec, src: str) -> tuple
     text = read_text(p, what="dataset")
     out: list[Request] = []
     seen: set[str] = set()
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    # JSON Lines ends lines with \n only: U+2028 and friends may stand inside a JSON string.
+    for lineno, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -125,6 +130,14 @@ def load_requests(base_dir: Path, dataset: str | DatasetSpec, src: str) -> tuple
                               source=f"{p}:{lineno}") from None
         except RecursionError:
             raise ConfigError("invalid JSON: nested too deeply", source=f"{p}:{lineno}") from None
+        except ValueError as exc:  # e.g. an integer of more digits than Python converts
+            raise ConfigError(f"invalid JSON value: {exc}", source=f"{p}:{lineno}") from None
+        if _SURROGATE_ESCAPE.search(line):
+            try:
+                json.dumps(obj, ensure_ascii=False).encode("utf-8")
+            except UnicodeEncodeError:
+                raise ConfigError("a string holds a lone surrogate escape (\\ud800-\\udfff), "
+                                  "which is not text", source=f"{p}:{lineno}") from None
         if not isinstance(obj, dict):
             raise ConfigError(f"a request is a JSON object, got {type(obj).__name__}",
                               source=f"{p}:{lineno}")

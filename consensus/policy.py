@@ -6,7 +6,9 @@ Fail closed: a ballot that misses its quorum, or that the strategy leaves undeci
 For verdict tasks the best accepted candidate (highest decision probability) is delivered;
 ``flag_below`` turns a low-confidence acceptance into ``flag`` (delivered and recorded). When every
 candidate is rejected, the interventions named by the violated principles of the rejecting votes
-decide (the most severe wins: block > escalate > revise > regenerate > flag), else ``on_reject``.
+decide (the most severe wins: block > escalate > revise > regenerate), else ``on_reject``; a
+principle asking for ``flag`` never delivers a rejected candidate: it flags a candidate the panel
+accepts (a violation below a judge's reject bar), which is delivered and recorded.
 ``revise`` and ``regenerate`` need a generator model; until one is configured they deliver the
 refusal message and say so in the reason.
 
@@ -103,21 +105,27 @@ class Policy(BaseModel):
             (d,) = decisions
             if d.label is None:
                 return self._fail_closed(d.reason)
-            return self._deliver(request, d.label, d, f"{d.label} preferred: {d.reason}")
+            return self._deliver(request, d.label, d, f"{d.label} preferred: {d.reason}", votes)
         accepted = [d for d in decisions if d.label == ACCEPT]
         if accepted:
             order = {c.id: i for i, c in enumerate(request.candidates)}
             best = max(accepted, key=lambda d: (d.probability or 0.0, -order[d.subject]))
-            return self._deliver(request, best.subject, best, f"accepted: {best.reason}")
+            return self._deliver(request, best.subject, best, f"accepted: {best.reason}", votes)
         undecided = [d for d in decisions if d.label is None]
         if undecided:
             return self._fail_closed("; ".join(f"{d.subject}: {d.reason}" for d in undecided))
         return self._reject(request, decisions, votes)
 
     def _deliver(
-        self, request: Request, cid: str, d: Decision, reason: str
+        self, request: Request, cid: str, d: Decision, reason: str,
+        votes: Sequence[Vote] = (),
     ) -> tuple[Action, str | None, str | None, str]:
         text = request.candidate(cid).text
+        flags = sorted({viol.principle for v in votes if v.candidate_id in (cid, "*")
+                        for viol in v.violations if viol.intervention == "flag"})
+        if flags and self.use_principle_interventions:
+            why = f"{reason}; principle(s) {', '.join(flags)} ask for flag: delivered and flagged"
+            return ("flag", cid, text, why)
         if self.flag_below is not None and (d.probability or 0.0) < self.flag_below:
             return ("flag", cid, text,
                     f"{reason} (probability {d.probability or 0:.2f} < {self.flag_below})")
@@ -137,16 +145,16 @@ class Policy(BaseModel):
             named = [(viol.intervention, viol.principle)
                      for v in votes if v.label == REJECT and v.candidate_id in rejected
                      for viol in v.violations if viol.intervention]
-            if named:
-                action, principle = max(named, key=lambda t: SEVERITY_OF_ACTION[t[0]])
+            withholding = [(a, pid) for a, pid in named if a != "flag"]
+            if withholding:
+                action, principle = max(withholding, key=lambda t: SEVERITY_OF_ACTION[t[0]])
                 why += f"; principle {principle} asks for {action}"
+            elif named:  # flag delivers, and nothing the panel rejected is ever delivered
+                why += (f"; principle {named[0][1]} asks for flag, but a rejected candidate is "
+                        f"not delivered: {action}")
         if action in ("revise", "regenerate"):
             why += f"; no generator configured for {action}, so the refusal is delivered"
             return (action, None, self.refusal_message, why)
-        if action == "flag":
-            # Flag delivers the first candidate and records it for review.
-            cid = decisions[0].subject
-            return ("flag", cid, request.candidate(cid).text, why + "; delivered and flagged")
         return (action, None, self._text_for(action), why)
 
     def _text_for(self, action: Action) -> str | None:

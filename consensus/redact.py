@@ -23,8 +23,11 @@ Example:
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable
+
+import regex
 
 MASK = "***"
 FRAGMENT = 6
@@ -41,18 +44,44 @@ _PATTERNS = (
     r"\bxox[abposr]-[A-Za-z0-9\-*]{8,}",
     r"\bAIza[0-9A-Za-z_\-*]{12,}",
     r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----[\s\S]*?(?:-----END (?:[A-Z]+ )?PRIVATE KEY-----|$)",
-    r"(?i:(?<=api_key=)|(?<=api-key=)|(?<=api_key: )|(?<=api-key: ))[^\s&\"',;]{6,}",
+    r"\bhf_[A-Za-z0-9]{20,}",
+    r"\bgsk_[A-Za-z0-9]{20,}",
+    r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",  # JSON web tokens
+    r"(?<=://)[^/\s:@]+:[^/\s@]+(?=@)",  # user:password@ in URLs
+    r"(?<=Token )[A-Za-z0-9._\-]{12,}",
+    # values of secret-named assignments: key=..., key: ..., "key": "...", KEY="..."
+    (r"(?i:(?<=api_key)|(?<=api-key)|(?<=apikey)|(?<=secret_access_key)|(?<=secret_key)"
+     r"|(?<=access_token)|(?<=auth_token)|(?<=password)|(?<=passwd)|(?<=client_secret))"
+     r"[\"']?\s*[:=]\s*[\"']?\K[^\s&\"',;]{6,}"),
 )
-SECRET_PATTERN = re.compile("|".join(_PATTERNS))
+SECRET_PATTERN = regex.compile("|".join(_PATTERNS))  # regex: \\K and variable look-behinds
 SECRET_KEYS = re.compile(r"(api[_-]?key|token|secret|password|authorization|bearer)", re.IGNORECASE)
 """Mapping keys whose values are secrets whatever they look like (structured logs)."""
 
 
+SECRET_ENV = re.compile(r"(?i)(?:^|_)(?:API_?KEY|KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?)$")
+"""Environment variables whose values are secrets, by name (OPENAI_API_KEY, HF_TOKEN, ...)."""
+_KNOWN: set[str] = set()
+
+
+def register_secrets(values: Iterable[str]) -> None:
+    """Add values that :func:`redact` masks everywhere in this process (with their fragments)."""
+    _KNOWN.update(v for v in values if v and len(v) >= FRAGMENT)
+
+
+def register_secrets_from_env(environ: dict[str, str] | None = None) -> None:
+    """Register the values of secret-named environment variables (called at the edge: CLI
+    start, judge host start; never at import)."""
+    env = os.environ if environ is None else environ
+    register_secrets(v for k, v in env.items() if SECRET_ENV.search(k))
+
+
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """``text`` with every key-like substring and every fragment of a known secret masked."""
+    """``text`` with every key-like substring and every fragment of a known secret masked
+    (``secrets`` and those registered in this process)."""
     if not text:
         return text
-    for s in secrets:
+    for s in (*secrets, *_KNOWN):
         if s and len(s) >= FRAGMENT:
             text = _mask_fragments(text, s)
     return SECRET_PATTERN.sub(MASK, text)

@@ -130,7 +130,7 @@ def run_scenario(
     """
     run_id = f"{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     strategy_name = scenario.strategy.name
-    with RunFolder(out_dir) as folder:
+    with RunFolder(out_dir, inputs=scenario.input_files()) as folder:
         folder.claim(run_id)
         store = Store(store_path or out_dir / "consensus.sqlite")
         try:

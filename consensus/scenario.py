@@ -38,7 +38,7 @@ from consensus.errors import ConfigError
 from consensus.files import read_yaml
 from consensus.oracle import BayesOracle
 from consensus.policy import Policy
-from consensus.types import Request
+from consensus.types import ACCEPT, REJECT, Request
 from judges.base import JudgeSpecBase
 from judges.registry import config_error_from, judge_kinds, parse_judge_spec, prepare
 from judges.simulated import SimulatedJudgeSpec, resolve_correlations
@@ -71,7 +71,7 @@ class ScenarioFile(BaseModel):
                     "a learning strategy before the run; its panel names the same judges. "
                     "Without it a learner fits on the run's own votes, gold hidden.")
     policy: Policy = Field(default_factory=Policy, description="Quorum and interventions.")
-    seed: int = Field(default=0, description="Seed for every random choice of the run.")
+    seed: int = Field(default=0, ge=0, description="Seed for every random choice of the run.")
     concurrency: int = Field(default=32, ge=1, le=10_000, description="Requests in flight.")
 
     @field_validator("name")
@@ -141,6 +141,19 @@ class Scenario:
             return None
         p = Path(self.file.fit_on)
         return p if p.is_absolute() else self.base_dir / p
+
+    def input_files(self) -> set[Path]:
+        """Every file the scenario reads (resolved): itself, its dataset, its judges' files."""
+        out = {self.source}
+        ds = self.file.dataset
+        if ds.path is not None:
+            out.add(Path(ds.path) if Path(ds.path).is_absolute() else self.base_dir / ds.path)
+        for j in self.judges:
+            for attr in ("constitution", "source"):
+                value = getattr(j, attr, None)
+                if isinstance(value, str):
+                    out.add(Path(value) if Path(value).is_absolute() else self.base_dir / value)
+        return {p.resolve() for p in out}
 
     def with_strategy(self, spec: str | dict[str, Any]) -> Scenario:
         """The same scenario with another strategy."""
@@ -215,6 +228,17 @@ def scenario_warnings(scenario: Scenario) -> list[str]:
     """Choices that are valid but lean towards delivering: said by ``validate`` and logged by
     ``run``, not refused (they have uses, e.g. in pairwise tasks)."""
     out = []
+    st = scenario.strategy
+    n = len(scenario.judges)
+    if getattr(st, "label", None) == ACCEPT and getattr(st, "k", None) == 1 and n > 1:
+        out.append(f"strategy {st.name!r} accepts on a single accept vote of {n} judges")
+    threshold = getattr(st, "threshold", None)
+    if isinstance(threshold, float) and (
+            (getattr(st, "label", None) == REJECT and threshold > 0.5)
+            or (getattr(st, "label", None) == ACCEPT and threshold < 0.5)):
+        bar = threshold if getattr(st, "label", None) == REJECT else 1 - threshold
+        out.append(f"strategy {st.name!r} accepts unless mean P(reject) reaches {bar:.2f}: "
+                   "a panel that leans to reject can still deliver")
     rule = getattr(scenario.strategy, "tie_rule", None)
     if rule in ("first", "random") and any(r.task == "verdict" for r in scenario.requests):
         out.append(f"strategy {scenario.strategy.name!r} breaks accept/reject ties by "
@@ -316,16 +340,45 @@ def _strategy(spec: str | dict[str, Any], judges: tuple[JudgeSpecBase, ...], src
         built = build_strategy(spec, defaults={"weights": weights} if weights else None)
     except ConfigError as exc:
         raise ConfigError(exc.message, source=src, field=exc.field or "strategy") from None
+    field = "strategy"
+    node: Any = built
+    while node is not None:  # the strategy, then the base it wraps (position_debiased)
+        _check_against_panel(node, judges, src, field)
+        node, field = getattr(node, "_inner", None), f"{field}.base"
+    return built
+
+
+def _check_against_panel(strategy: Any, judges: tuple[JudgeSpecBase, ...], src: str,
+                         field: str) -> None:
+    """Refuse parameters that name judges not in the panel, or that could let a candidate
+    every judge rejects through: weights that are zero for the whole panel, a reject bar
+    higher than the panel, competences that turn votes against their label."""
     names = {j.name for j in judges}
     for attr in ("weights", "competences"):
-        given = getattr(built, attr, None)
+        given = getattr(strategy, attr, None)
         if isinstance(given, Mapping):
             unknown = sorted(set(given) - names)
             if unknown:
                 raise ConfigError(f"{attr} name judge(s) {unknown[:5]} that are not in the "
                                   f"panel; judges: {sorted(names)[:10]}", source=src,
-                                  field=f"strategy.{attr}")
-    return built
+                                  field=f"{field}.{attr}")
+    weights = getattr(strategy, "weights", None)
+    if isinstance(weights, Mapping) and getattr(strategy, "k", None) is None:
+        default = getattr(strategy, "default_weight", 1.0)
+        if all(weights.get(n, default) == 0 for n in names):
+            raise ConfigError("every judge of the panel has weight 0: no vote would count",
+                              source=src, field=f"{field}.weights")
+    k, label = getattr(strategy, "k", None), getattr(strategy, "label", None)
+    if isinstance(k, int) and label == REJECT and k > len(judges):
+        raise ConfigError(f"reject needs {k} votes but the panel has {len(judges)} judge(s): "
+                          "no candidate could ever be rejected", source=src, field=f"{field}.k")
+    competences = getattr(strategy, "competences", None)
+    if isinstance(competences, Mapping):
+        low = {j: c for j, c in competences.items() if c < 0.5}
+        if low:
+            raise ConfigError(f"competences below 0.5 {dict(list(low.items())[:5])} are "
+                              "negative weights: those judges' votes would count against "
+                              "their label", source=src, field=f"{field}.competences")
 
 
 def scenario_json_schema() -> dict[str, Any]:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from consensus.errors import ConfigError
+from consensus.redact import redact
 from consensus.types import Outcome, RunSummary
 
 SCHEMA_VERSION = 1
@@ -105,7 +106,8 @@ class Store:
             self.conn.execute(
                 "INSERT INTO runs(run_id, scenario, strategy, started_at, config) "
                 "VALUES (?, ?, ?, ?, ?)",
-                (run_id, scenario, strategy, time.time(), json.dumps(config, default=str)),
+                (run_id, scenario, strategy, time.time(),
+                 redact(json.dumps(config, default=str))),
             )
 
     def record(self, run_id: str, outcome: Outcome) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 
 import ray
 
+from consensus.redact import register_secrets_from_env
 from consensus.types import Candidate, Request, Vote
 from judges.base import Judge, JudgeSpecBase
 from judges.registry import build_judge, is_shared_kind
@@ -116,6 +117,7 @@ class JudgeHost(JudgeHostImpl):
     from payloads fetched from its panel's :class:`PayloadStore` (after a restart, too)."""
 
     def __init__(self, specs: Sequence[tuple[JudgeSpecBase, int | None]], store: str):
+        register_secrets_from_env()  # this process's edge: its votes mask the keys it can see
         self._pending = list(specs)
         self._store = store  # the store's actor name: a handle argument would count as an
         # argument in the object store, which is what the store is here to avoid

@@ -34,6 +34,9 @@ from pydantic_core import InitErrorDetails
 PositiveInt = Annotated[int, Field(ge=1)]
 """An integer >= 1 (iteration counts, folds, ranks)."""
 
+Seed = Annotated[int, Field(ge=0)]
+"""A random seed (numpy's generators take only non-negative ones)."""
+
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 """A finite float > 0 (smoothing pseudo-counts, regularisation strengths)."""
 

@@ -74,7 +74,14 @@ from strategies._matrix import (
     set_learned,
     vote_matrix,
 )
-from strategies._params import NonNegativeFloat, PositiveFloat, PositiveInt, Share, check_params
+from strategies._params import (
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    Seed,
+    Share,
+    check_params,
+)
 from strategies.base import TieRule
 
 
@@ -202,7 +209,7 @@ class Calibrated:
     n_repeats: PositiveInt = 3
     min_gold: Annotated[int, Field(ge=2)] = 4
     tie_rule: TieRule = "reject"
-    seed: int = 0
+    seed: Seed = 0
     name: str = "calibrated"
 
     method_: str | None = field(init=False, repr=False, compare=False)

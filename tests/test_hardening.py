@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -456,3 +457,108 @@ def test_tie_rules_that_deliver_are_warned_about(project, capsys, rule):
             project, extra=f"strategy: {{name: majority, tie_rule: {rule}}}\n"))])
     assert info.value.code == 0
     assert "warning: strategy 'majority' breaks accept/reject ties" in capsys.readouterr().out
+
+
+# --- found by a hostile review: more of the same classes --------------------------------------
+
+MORE_UNSAFE = [
+    ("strategy: {name: threshold, label: reject, k: 5}\n", "strategy.k"),
+    ("strategy: {name: position_debiased, base: {name: threshold, label: reject, k: 99}}\n",
+     "strategy.base.k"),
+    ("strategy: {name: log_odds, competences: {rules: 0.0, gpt: 0.0, claude: 0.0}}\n",
+     "strategy.competences"),
+    ("strategy: {name: weighted, weights: {rules: 0, gpt: 0, claude: 0}}\n", "strategy.weights"),
+    ("strategy: {name: calibrated, seed: -1}\n", "strategy.seed"),
+    ("seed: -1\n", "seed"),
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("extra, field", MORE_UNSAFE)
+def test_more_unsafe_configurations(project, tmp_path, capsys, command, extra, field):
+    path = scenario(project, extra=extra)
+    code, err = cli(capsys, *args_for(command, path, tmp_path / "out"))
+    assert_clear_error(code, err, str(path), f": {field}")
+
+
+def test_judge_weights_all_zero_are_refused(project, capsys):
+    panel = "".join(f"  - {{name: {n}, kind: replay, source: votes.csv, weight: 0}}\n"
+                    for n in ("gpt", "claude"))
+    code, err = cli(capsys, "validate", str(scenario(project, panel=panel,
+                                                     extra="strategy: weighted\n")))
+    assert_clear_error(code, err, "strategy.weights", "weight 0")
+
+
+def _alias_bomb(levels: int = 8) -> str:
+    lines = ["junk0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"junk{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("content, needle", [
+    ("policy: {quorum: 2}\npolicy: {quorum: 1}\n", "duplicate key 'policy'"),
+    ("seed: " + "9" * 5000 + "\n", "invalid YAML value"),
+    (_alias_bomb(), "expands to more than"),
+    ("strategy: " + "{name: position_debiased, base: " * 300 + "majority" + "}" * 300 + "\n",
+     "nested too deeply"),
+])
+def test_yaml_that_cannot_be_trusted(project, tmp_path, capsys, command, content, needle):
+    path = scenario(project, extra=content)
+    code, err = cli(capsys, *args_for(command, path, tmp_path / "out"))
+    assert_clear_error(code, err, needle)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("target", FILE_KINDS)
+def test_special_files_are_refused_not_read(project, tmp_path, capsys, command, target):
+    """A FIFO would block for ever, /dev/zero would fill the memory."""
+    path = scenario(project)
+    (project / target).unlink()
+    os.mkfifo(project / target)
+    code, err = cli(capsys, *args_for(command, path, tmp_path / "out"))
+    assert_clear_error(code, err, target, "not a regular file")
+
+
+def test_dev_zero_as_a_dataset(project, capsys):
+    code, err = cli(capsys, "validate", str(scenario(project, dataset="/dev/zero")))
+    assert_clear_error(code, err, "/dev/zero", "not a regular file")
+
+
+@pytest.mark.parametrize("line, needle", [
+    ('{"id": "x", "prompt": "p", "candidates": [{"id": "a", "text": "t"}], "metadata": {"n": '
+     + "9" * 5000 + "}}", "invalid JSON value"),
+    ('{"id": "x", "prompt": "bad \\ud800 text", "candidates": [{"id": "a", "text": "t"}]}',
+     "surrogate"),
+])
+def test_json_values_python_cannot_hold(project, capsys, line, needle):
+    with (project / "data.jsonl").open("a") as fh:
+        fh.write(line + "\n")
+    code, err = cli(capsys, "validate", str(scenario(project)))
+    assert_clear_error(code, err, "data.jsonl:7", needle)
+
+
+def test_unicode_line_separators_inside_json_strings_are_text(project):
+    with (project / "data.jsonl").open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"id": "x", "prompt": "line\u2028sep\x85end",
+                             "candidates": [{"id": "a", "text": "t"}]}, ensure_ascii=False)
+                 + "\n")
+    sc = load_scenario(scenario(project))
+    assert sc.requests[-1].prompt == "line\u2028sep\x85end"
+
+
+def test_a_run_never_overwrites_its_own_inputs(project, capsys, monkeypatch):
+    monkeypatch.chdir(project)
+    before = (project / "votes.csv").read_text()
+    code, err = cli(capsys, "run", str(scenario(project)), "--out", ".")
+    assert_clear_error(code, err, "votes.csv", "overwrite its own input")
+    assert (project / "votes.csv").read_text() == before
+
+
+@pytest.mark.parametrize("argv", [["run", "s.yaml", "--limit", "abc"], ["run", "a", "b"],
+                                  ["validate"], ["run", "s.yaml", "--quorum", "0"],
+                                  ["schema", "bogus"], ["nope"]])
+def test_usage_errors_are_one_line(capsys, argv):
+    code, err = cli(capsys, *argv)
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+    assert "--help" in err

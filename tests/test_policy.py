@@ -87,13 +87,22 @@ def test_principles_choose_the_intervention_most_severe_wins():
     out = decide({("r", "a"): [principled("flag"), principled("escalate", "j1")]}, Veto())
     assert out.action == "escalate" and "p-escalate" in out.reason
     flagged = decide({("r", "a"): [principled("flag")]}, Veto())
-    assert flagged.action == "flag" and flagged.delivered and flagged.output == "text a"
+    # flag delivers, and a candidate the panel rejected is never delivered
+    assert flagged.action == "block" and not flagged.delivered
+    assert "asks for flag, but a rejected candidate is not delivered" in flagged.reason
     revise = decide({("r", "a"): [principled("revise")]}, Veto())
     assert revise.action == "revise" and revise.output == Policy().refusal_message
     assert "no generator configured" in revise.reason
     plain = decide({("r", "a"): [principled("flag")]}, Veto(),
                    Policy(use_principle_interventions=False))
     assert plain.action == "block"
+
+
+def test_a_flag_principle_flags_an_accepted_candidate():
+    minor = Vote(judge="j0", request_id="r", candidate_id="a", label="accept",
+                 violations=(Violation(principle="p-tone", intervention="flag"),))
+    out = decide({("r", "a"): [minor]}, Veto())
+    assert out.action == "flag" and out.delivered and "p-tone" in out.reason
 
 
 def test_pairwise_winner_is_delivered():

@@ -15,6 +15,7 @@ import typer
 from pydantic import ValidationError
 
 from consensus.errors import ConfigError
+from consensus.redact import register_secrets_from_env
 
 app = typer.Typer(
     name="consensus",
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: exit 0 on success, 2 for bad input or configuration (with
     the file, field and problem, never a traceback), 130 when interrupted, 1 otherwise."""
     _register()
+    register_secrets_from_env()  # the edge: from here on, their values are masked everywhere
     try:
         code = app(args=argv, standalone_mode=False)
     except ConfigError as exc:
@@ -61,10 +63,20 @@ def main(argv: list[str] | None = None) -> None:
     except (typer.Abort, KeyboardInterrupt):
         code = INTERRUPTED
     except typer.TyperException as exc:  # usage errors: unknown option, bad value, ...
-        show = getattr(exc, "show", None)
-        if callable(show):
-            show()
+        message = getattr(exc, "format_message", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" or not callable(message):
+            show = getattr(exc, "show", None)
+            if callable(show):
+                show()
+        else:
+            ctx = getattr(exc, "ctx", None)
+            where = (f"consensus {ctx.info_name} --help" if ctx is not None and ctx.parent
+                     is not None else "consensus --help")
+            print(f"error: {message()} (see `{where}`)", file=sys.stderr)
         sys.exit(getattr(exc, "exit_code", 2))
+    except RecursionError:
+        print("error: the input is nested too deeply", file=sys.stderr)
+        sys.exit(2)
     except Exception as exc:
         if os.environ.get("CONSENSUS_DEBUG"):
             raise

@@ -37,7 +37,7 @@ def compare(
         help="Share of requests whose gold learning strategies may see; all are scored on the "
              "rest.")] = 0.2,
     splits: Annotated[int, typer.Option(help="Random gold/score splits (learning only).")] = 10,
-    seed: Annotated[int, typer.Option(help="Seed of the splits.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the splits.")] = 0,
     by_category: Annotated[bool, typer.Option(
         "--by-category", help="Compare within each request category separately (learners fit "
                               "per category), e.g. the LLMBar sets.")] = False,

@@ -21,7 +21,7 @@ import csv
 import fcntl
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self, TextIO
@@ -49,7 +49,8 @@ class RunFolder:
     killed half-way never leaves an old summary or report beside new decisions.
 
     Raises:
-        ConfigError: the folder is a file, cannot be created or written, or is in use.
+        ConfigError: the folder is a file, cannot be created or written, is in use, or holds
+            one of ``inputs`` under the name of a file the run writes.
 
     Example:
         >>> import tempfile, pathlib
@@ -59,14 +60,21 @@ class RunFolder:
         'out'
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, inputs: Iterable[Path] = ()):
         self.path = path
+        self.inputs = {Path(p).resolve() for p in inputs}
         self._lock: TextIO | None = None
 
     def __enter__(self) -> Self:
         src = str(self.path)
         if self.path.exists() and not self.path.is_dir():
             raise ConfigError("the output folder is a file", source=src, field="--out")
+        clash = sorted(str(p) for p in self.inputs
+                       if p.parent == self.path.resolve()
+                       and p.name in (*RUN_FILES, "consensus.sqlite", ".lock"))
+        if clash:
+            raise ConfigError(f"the run would overwrite its own input {clash[0]}; choose another "
+                              "--out", source=src, field="--out")
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             lock = (self.path / ".lock").open("a+", encoding="utf-8")

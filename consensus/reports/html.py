@@ -6,7 +6,8 @@ accepted, with their reasons and votes. Rendered with jinja2 (autoescaped: candi
 data, never markup).
 
 Example:
-    >>> from consensus.types import RunSummary
+    >>> from consensus.redact import redact
+from consensus.types import RunSummary
     >>> html = render_report(RunSummary(scenario="s", strategy="majority", n_requests=0), [], {})
     >>> "<svg" in html and "majority" in html
     True
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from jinja2 import Environment, select_autoescape
 
+from consensus.redact import redact
 from consensus.types import Outcome, Request, RunSummary
 
 MAX_ROWS = 200
@@ -102,8 +104,8 @@ _TEMPLATE = """<!doctype html>
 <td><span class="action a-{{ o.action }}">{{ o.action }}</span></td>
 <td>{{ o.reason }}
 <details><summary>prompt, candidates and votes</summary>
-{% if r %}<pre><b>prompt</b> {{ r.prompt[:1500] }}</pre>
-{% for c in r.candidates %}<pre><b>{{ c.id }}</b>{% if r.gold and c.id in r.gold %} (gold {{ r.gold[c.id] }}){% endif %} {{ c.text[:1500] }}</pre>{% endfor %}{% endif %}
+{% if r %}<pre><b>prompt</b> {{ r.prompt[:1500] | redact }}</pre>
+{% for c in r.candidates %}<pre><b>{{ c.id }}</b>{% if r.gold and c.id in r.gold %} (gold {{ r.gold[c.id] }}){% endif %} {{ c.text[:1500] | redact }}</pre>{% endfor %}{% endif %}
 <table>{% for v in o.votes %}<tr><td>{{ v.judge }}</td><td>{{ v.candidate_id }}</td>
 <td>{{ v.label or ("abstain: " ~ v.abstain_kind) }}</td><td class="mute">{{ (v.critique or v.abstain_reason or "")[:300] }}
 {% for x in v.violations %}<br>⚑ {{ x.principle }}: {{ x.detail }}{% endfor %}</td></tr>{% endfor %}</table>
@@ -149,6 +151,7 @@ def render_report(
     kappa_judges = [j for j, _ in judges][:40]
     flagged = [o for o in outcomes if o.action != "accept"]
     env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
+    env.filters["redact"] = redact  # a report is for people: keys in prompts and candidates too
     return env.from_string(_TEMPLATE).render(
         s=s, cards=cards, actions=actions, judges=judges, kappa_judges=kappa_judges,
         rows=[(o, requests.get(o.request_id)) for o in flagged[:MAX_ROWS]],
