@@ -40,7 +40,6 @@ Example:
 
 from __future__ import annotations
 
-import re
 import warnings
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
@@ -159,8 +158,10 @@ class KeywordsCheck(_Excepting):
     either); a letter stretched by two or more (``stuuupid``, but ``looser`` is not ``loser``);
     one separator from :data:`KEYWORD_SEPARATORS` used consistently between the letters of a
     word (``k.i.l.l``, ``k i l l``, but not ``ki ll``); any run of spaces or punctuation between
-    the words of a phrase; an optional plural ``s``. Not normalised: Unicode homoglyphs, inserted
-    letters.
+    the words of a phrase; an optional plural ``s``. Words are Unicode letters, marks and digits
+    (``crétin``, ``ß``, ``白痴``); underscores and punctuation separate them. A phrase edge in a
+    script written without spaces (Han, kana, Thai, ...) needs no word boundary. Not normalised:
+    Unicode homoglyphs, composed vs decomposed accents, inserted letters.
     Matching runs on the original text, so spans index the original.
 
     Example:
@@ -175,7 +176,7 @@ class KeywordsCheck(_Excepting):
     @classmethod
     def _non_blank(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         for p in v:
-            if not re.search(r"[A-Za-z0-9]", p):
+            if not any(ch.isalnum() for ch in p):
                 raise ValueError(f"phrase {p!r} has no letter or digit")
         return v
 

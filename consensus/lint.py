@@ -69,7 +69,7 @@ Key = tuple[str, object]
 
 def _canon(phrase: str) -> Canon:
     """A phrase folded the way keyword matching folds it: words of canonical letters."""
-    words = re.split(r"[^a-z0-9@$!|+]+", phrase.lower())
+    words = regex.split(r"[^\p{L}\p{M}\p{N}@$!|+]+", phrase.lower())
     return tuple("".join(_FOLD.get(c, c) for c in w).replace("l", "i") for w in words if w)
 
 

@@ -209,6 +209,7 @@ def load_scenario(path: str | Path, *, strategy: str | dict[str, Any] | None = N
     built = _strategy(strategy if strategy is not None else doc.strategy, judges, src)
     requests = load_requests(path.parent, doc.dataset, src)
     _check_simulated(judges, requests, doc.panel, src)
+    _check_replay(judges, payloads, requests, doc.panel, src)
     scenario = Scenario(path, doc, judges, requests, built, payloads)
     fit_source = scenario.fit_source()
     if fit_source is not None and check_fit_on:
@@ -282,6 +283,26 @@ def _check_simulated(judges: tuple[JudgeSpecBase, ...], requests: tuple[Request,
         if j.bias_label is not None and j.bias_label not in labels:
             raise ConfigError(f"bias_label {j.bias_label!r} is not a label of the dataset; "
                               f"labels: {sorted(labels)}", source=src, field=f"{where}.bias_label")
+
+
+def _check_replay(judges: tuple[JudgeSpecBase, ...], payloads: Mapping[str, Any],
+                  requests: tuple[Request, ...], panel: list[dict[str, Any]], src: str) -> None:
+    """A replay judge named in the panel none of whose recorded votes fits the dataset would
+    only abstain. (Judges of an ``expand`` entry are not checked: a recorded configuration may
+    well have skipped the categories a scenario keeps.)"""
+    from judges.replay import ReplayJudgeSpec, usable_votes
+
+    index = {e.get("name"): i for i, e in enumerate(panel)
+             if isinstance(e, dict) and "expand" not in e}
+    for j in judges:
+        if isinstance(j, ReplayJudgeSpec) and j.name in payloads and j.name in index:
+            recorded = j.recorded_as or j.name
+            if usable_votes(payloads[j.name], recorded, requests) == 0:
+                raise ConfigError(
+                    f"judge {recorded!r} has no usable vote for this dataset in "
+                    f"{payloads[j.name].source} (no recorded request id and candidate of the "
+                    "dataset with a label of its label space)", source=src,
+                    field=f"panel.{index[j.name]}")
 
 
 def _judge_specs(data: Any, index: int, path: Path) -> list[JudgeSpecBase]:

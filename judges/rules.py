@@ -109,6 +109,27 @@ class CheckTimeout(Exception):
 
 # --- compiled checks ---------------------------------------------------------------------------
 
+WORD_CHARS = r"\p{L}\p{M}\p{N}"
+"""The characters of a keyword's words (a ``regex`` class body): Unicode letters, combining
+marks and numbers. Anything else (spaces, punctuation, ``_``) separates words."""
+KEYWORD_WORD_SPLIT = regex.compile(rf"[^{WORD_CHARS}'’]+")
+"""Splits a keyword phrase into its words (apostrophes inside a word are kept, then optional)."""
+
+_UNSPACED = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}"
+                          r"\p{Myanmar}]")
+"""Scripts written without spaces between words: a phrase edge there needs no word boundary."""
+
+
+def _fold(ch: str) -> str:
+    """A phrase character folded for matching: its case fold when that is one character
+    (``É``→é, Kelvin sign→k, ``ς``→σ), else its lower case (``ß`` stays ``ß``)."""
+    folded = ch.casefold()
+    if len(folded) == 1:
+        return folded
+    lower = ch.lower()
+    return lower if len(lower) == 1 else ch
+
+
 def _leet_class(ch: str) -> tuple[str, str]:
     """(key, regex class) of a phrase character; ``i`` and ``l`` share one (``1``, ``|``)."""
     key = "i" if ch in "il1|!" else next((k for k, vs in LEET_EQUIVALENTS.items() if ch in vs), ch)
@@ -130,15 +151,15 @@ def keyword_regex(phrase: str) -> regex.Pattern[str]:
     """
     seps = "[" + re.escape(KEYWORD_SEPARATORS) + "]?"
     parts = []
-    for wi, word in enumerate(w for w in re.split(r"[^A-Za-z0-9'’]+", phrase.lower())
-                              if w.strip("'’")):
+    words = [w for w in KEYWORD_WORD_SPLIT.split(phrase) if w.strip("'’")]
+    for wi, word in enumerate(words):
         elems: list[tuple[str, str, bool]] = []     # (key, class, apostrophe before)
         apostrophe = False
         for ch in word:
             if ch in "'’":
                 apostrophe = True
                 continue
-            elems.append((*_leet_class(ch), apostrophe and bool(elems)))
+            elems.append((*_leet_class(_fold(ch)), apostrophe and bool(elems)))
             apostrophe = False
         sep = f"(?P=s{wi})"
         pat = elems[0][1] + (f"(?P<s{wi}>{seps})" if len(elems) > 1 else "")
@@ -149,9 +170,10 @@ def keyword_regex(phrase: str) -> regex.Pattern[str]:
                 # A stretched letter ("stuuupid") must grow by 2+, so "looser" is not "loser".
                 pat += f"(?:(?:{sep}{cls}){{2,}})?"
         parts.append(pat)
-    body = "[^A-Za-z0-9]{0,3}".join(parts)
-    return compile_regex(rf"(?<![A-Za-z0-9]){body}(?:[s5$]|es)?(?![A-Za-z0-9])",
-                         regex.IGNORECASE)
+    body = f"[^{WORD_CHARS}]{{0,3}}".join(parts)
+    before = "" if _UNSPACED.match(words[0].strip("'’")[0]) else f"(?<![{WORD_CHARS}])"
+    after = "" if _UNSPACED.match(words[-1].strip("'’")[-1]) else f"(?![{WORD_CHARS}])"
+    return compile_regex(rf"{before}{body}(?:[s5$]|es)?{after}", regex.IGNORECASE)
 
 
 Finder = Callable[[str, Budget], list[Hit]]

@@ -562,3 +562,10 @@ def test_usage_errors_are_one_line(capsys, argv):
     code, err = cli(capsys, *argv)
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
     assert "--help" in err
+
+
+def test_a_replay_judge_without_a_usable_vote_is_refused(project, capsys):
+    (project / "votes.csv").write_text("request_id,candidate_id,judge,label\nR0,a,gpt,accept\n")
+    path = scenario(project, panel="  - {name: gpt, kind: replay, source: votes.csv}\n")
+    code, err = cli(capsys, "validate", str(path))
+    assert_clear_error(code, err, "panel.0", "no usable vote")

@@ -117,6 +117,7 @@ def test_no_stored_file_holds_a_key(ray_session, tmp_path):
         for i in range(3):
             w.writerow([f"r{i}", "a", "gpt", "accept", f"provider said: key {KEY} is fine"])
         w.writerow(["r0", "a", "gpt2", "", f"Error: Incorrect API key sk-proj-****{KEY[-6:]}"])
+        w.writerow(["r1", "a", "gpt2", "accept", ""])  # a judge needs one usable vote
     path = tmp_path / "s.yaml"
     path.write_text("name: leak\ndataset: data.jsonl\npanel:\n"
                     "  - {name: gpt, kind: replay, source: votes.csv}\n"

@@ -93,6 +93,10 @@ def llmbar(src: Path) -> None:
         judge = r["judge"] + ("@swap" if r["swap"] == "true" else "")
         reason = "" if r["winner"] else "recorded verdict could not be parsed"
         votes.append((f"{r['set']}#{r['item']}", "*", judge, r["winner"], reason))
+    # The upstream compaction records some configurations' verdicts twice (a second round, at
+    # times with another verdict): one record per (item, judge), the last, as replay always
+    # read it; a repeated record is an error for the loader.
+    votes = list({(v[0], v[1], v[2]): v for v in votes}.values())
     print("llmbar:", _write_jsonl(HERE / "llmbar_requests.jsonl", requests), "requests,",
           _write_votes(HERE / "llmbar_votes.csv", votes), "votes")
 
