@@ -143,10 +143,11 @@ def run_scenario(
             outcomes: list[Outcome] = []
             status: RunStatus = "interrupted"
             panel = Panel.start(scenario.judges, scenario.base_dir, payloads=scenario.payloads)
+            if not panel.specs:
+                panel.shutdown()
+                raise ConfigError(f"no judge of the panel can run: {panel.disabled}",
+                                  source=str(scenario.source), field="panel")
             try:
-                if not panel.specs:
-                    raise ConfigError(f"no judge of the panel can run: {panel.disabled}",
-                                      source=str(scenario.source), field="panel")
                 for warning in scenario_warnings(scenario):
                     log.warning("scenario_warning", warning=warning)
                 short = scenario.file.policy.check_panel(panel.size)

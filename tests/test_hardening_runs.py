@@ -229,3 +229,17 @@ def test_keys_the_process_holds_are_masked_in_every_stored_file(tmp_path):
                        for row in db.execute(f"SELECT * FROM {table}"))
     for text in [stored, proc.stderr, proc.stdout, *((out / n).read_text() for n in RUN_FILES)]:
         assert held[-8:] not in text and "DESCRIPTIONkey" not in text
+
+
+@pytest.mark.ray
+def test_a_panel_with_no_runnable_judge_is_an_error_not_a_run(ray_session, tmp_path,
+                                                              monkeypatch):
+    from consensus.runner import run_scenario
+
+    monkeypatch.delenv("CONSENSUS_ABSENT_KEY", raising=False)
+    path = tmp_path / "s.yaml"
+    path.write_text("name: none\ndataset: {simulate: {n_items: 3}}\npanel:\n"
+                    "  - {name: a, kind: simulated, requires_env: [CONSENSUS_ABSENT_KEY]}\n")
+    with pytest.raises(ConfigError, match="no judge of the panel can run"):
+        run_scenario(load_scenario(path), tmp_path / "out")
+    assert not (tmp_path / "out" / "summary.json").exists()
