@@ -187,11 +187,14 @@ def load_scenario(path: str | Path, *, strategy: str | dict[str, Any] | None = N
         raise config_error_from(exc, source=src, prefix="", data=data) from None
     cache: dict[Any, Any] = {}
     payloads: dict[str, Any] = {}
+    named: dict[str, str] = {}  # judge named in the panel (not expanded) -> its field path
     judges_list: list[JudgeSpecBase] = []
     for i, entry in enumerate(doc.panel):
-        for spec in _judge_specs(entry, i, path):
+        for spec in _judge_specs(entry, i, path, cache):
             payloads[spec.name] = _prepare(spec, path, f"panel.{i}", cache)
             judges_list.append(spec)
+            if not (isinstance(entry, dict) and "expand" in entry):
+                named[spec.name] = f"panel.{i}"
     judges = tuple(judges_list)
     names = [j.name for j in judges]
     dupes = sorted({n for n in names if names.count(n) > 1})
@@ -208,8 +211,8 @@ def load_scenario(path: str | Path, *, strategy: str | dict[str, Any] | None = N
         raise ConfigError(problem, source=src, field="policy.quorum")
     built = _strategy(strategy if strategy is not None else doc.strategy, judges, src)
     requests = load_requests(path.parent, doc.dataset, src)
-    _check_simulated(judges, requests, doc.panel, src)
-    _check_replay(judges, payloads, requests, doc.panel, src)
+    _check_simulated(judges, requests, named, src)
+    _check_replay(judges, payloads, requests, named, src)
     scenario = Scenario(path, doc, judges, requests, built, payloads)
     fit_source = scenario.fit_source()
     if fit_source is not None and check_fit_on:
@@ -240,9 +243,9 @@ def scenario_warnings(scenario: Scenario) -> list[str]:
         bar = threshold if getattr(st, "label", None) == REJECT else 1 - threshold
         out.append(f"strategy {st.name!r} accepts unless mean P(reject) reaches {bar:.2f}: "
                    "a panel that leans to reject can still deliver")
-    rule = getattr(scenario.strategy, "tie_rule", None)
+    rule = getattr(st, "tie_rule", None)
     if rule in ("first", "random") and any(r.task == "verdict" for r in scenario.requests):
-        out.append(f"strategy {scenario.strategy.name!r} breaks accept/reject ties by "
+        out.append(f"strategy {st.name!r} breaks accept/reject ties by "
                    f"{rule!r}, which delivers a candidate on "
                    + ("every tie" if rule == "first" else "half of the ties")
                    + "; the default tie rule 'reject' fails closed")
@@ -268,14 +271,13 @@ def _prepare(spec: JudgeSpecBase, path: Path, field: str, cache: dict[Any, Any])
 
 
 def _check_simulated(judges: tuple[JudgeSpecBase, ...], requests: tuple[Request, ...],
-                     panel: list[dict[str, Any]], src: str) -> None:
+                     named: Mapping[str, str], src: str) -> None:
     """Simulated judges may only name labels the dataset's requests have."""
     labels = {lab for r in requests for lab in r.labels()}
-    index = {e.get("name"): i for i, e in enumerate(panel) if isinstance(e, dict)}
     for j in judges:
         if not isinstance(j, SimulatedJudgeSpec):
             continue
-        where = f"panel.{index.get(j.name, '?')}"
+        where = named.get(j.name, "panel")
         unknown = sorted(set(j.accuracy) - labels)
         if unknown:
             raise ConfigError(f"accuracy names label(s) {unknown} that no request has; labels: "
@@ -286,30 +288,29 @@ def _check_simulated(judges: tuple[JudgeSpecBase, ...], requests: tuple[Request,
 
 
 def _check_replay(judges: tuple[JudgeSpecBase, ...], payloads: Mapping[str, Any],
-                  requests: tuple[Request, ...], panel: list[dict[str, Any]], src: str) -> None:
+                  requests: tuple[Request, ...], named: Mapping[str, str], src: str) -> None:
     """A replay judge named in the panel none of whose recorded votes fits the dataset would
     only abstain. (Judges of an ``expand`` entry are not checked: a recorded configuration may
     well have skipped the categories a scenario keeps.)"""
     from judges.replay import ReplayJudgeSpec, usable_votes
 
-    index = {e.get("name"): i for i, e in enumerate(panel)
-             if isinstance(e, dict) and "expand" not in e}
     for j in judges:
-        if isinstance(j, ReplayJudgeSpec) and j.name in payloads and j.name in index:
+        if isinstance(j, ReplayJudgeSpec) and j.name in payloads and j.name in named:
             recorded = j.recorded_as or j.name
             if usable_votes(payloads[j.name], recorded, requests) == 0:
                 raise ConfigError(
                     f"judge {recorded!r} has no usable vote for this dataset in "
                     f"{payloads[j.name].source} (no recorded request id and candidate of the "
                     "dataset with a label of its label space)", source=src,
-                    field=f"panel.{index[j.name]}")
+                    field=named[j.name])
 
 
-def _judge_specs(data: Any, index: int, path: Path) -> list[JudgeSpecBase]:
+def _judge_specs(data: Any, index: int, path: Path,
+                 cache: dict[Any, Any]) -> list[JudgeSpecBase]:
     """One panel entry -> judge specs (a replay entry with ``expand`` gives many)."""
     field = f"panel.{index}"
     if isinstance(data, dict) and data.get("kind") == "replay" and "expand" in data:
-        return _expand_replay(data, field, path)
+        return _expand_replay(data, field, path, cache)
     if isinstance(data, dict) and data.get("kind") == "llm" and "constitution" in data:
         # LLM judges take the constitution's principles into their prompt.
         from consensus.constitution import load_constitution
@@ -320,15 +321,19 @@ def _judge_specs(data: Any, index: int, path: Path) -> list[JudgeSpecBase]:
             raise ConfigError(f"constitution must be a file path, got {raw!r}", source=str(path),
                               field=f"{field}.constitution")
         const = Path(raw) if Path(raw).is_absolute() else path.parent / raw
+        key = ("rules", const)  # the key judges.registry.prepare uses: one read per file
         try:
-            principles = load_constitution(const).principles
+            if key not in cache:
+                cache[key] = load_constitution(const)
+            principles = cache[key].principles
         except ConfigError as exc:
             raise ConfigError(str(exc), source=str(path), field=f"{field}.constitution") from None
         data["principles"] = [{"id": p.id, "text": p.text} for p in principles]
     return [parse_judge_spec(data, source=str(path), field=field)]
 
 
-def _expand_replay(data: dict[str, Any], field: str, path: Path) -> list[JudgeSpecBase]:
+def _expand_replay(data: dict[str, Any], field: str, path: Path,
+                   cache: dict[Any, Any]) -> list[JudgeSpecBase]:
     """``{kind: replay, source: f.csv, expand: all | [names]}``: one judge per recorded judge."""
     from judges.replay import RecordTable
 
@@ -343,8 +348,11 @@ def _expand_replay(data: dict[str, Any], field: str, path: Path) -> list[JudgeSp
         raise ConfigError(f"expand must be 'all' or a non-empty list of judge names, got "
                           f"{expand!r}", source=str(path), field=f"{field}.expand")
     src = Path(source)
+    key = ("replay", src if src.is_absolute() else path.parent / src)  # as prepare() keys it
     try:
-        table = RecordTable.load(src if src.is_absolute() else path.parent / src)
+        if key not in cache:
+            cache[key] = RecordTable.load(key[1])
+        table = cache[key]
     except ConfigError as exc:
         raise ConfigError(str(exc), source=str(path), field=f"{field}.source") from None
     names = sorted(table.judges) if expand == "all" else expand
