@@ -157,7 +157,10 @@ class JudgeHost(JudgeHostImpl):
 def start_payloads(payloads: Sequence[Any]) -> tuple[Any, str, list[int | None]]:
     """Start a :class:`PayloadStore` holding ``payloads`` (one copy per distinct object) and
     wait until it holds them; returns the store, its actor name and each payload's key (None
-    for None)."""
+    for None). Without any payload (LLM, simulated, classifier judges) no store is started:
+    the store and its name are None and ""."""
+    if all(p is None for p in payloads):
+        return None, "", [None] * len(payloads)
     name = f"consensus-payloads-{uuid.uuid4().hex}"
     store = PayloadStore.options(name=name).remote()  # type: ignore[attr-defined]
     keys: list[int | None] = []
