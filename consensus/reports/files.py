@@ -27,6 +27,7 @@ from types import TracebackType
 from typing import Self, TextIO
 
 from consensus.errors import ConfigError
+from consensus.files import output_dir
 from consensus.types import Outcome, RunSummary
 
 DECISION_COLUMNS = ("request_id", "subject", "label", "probability", "strategy", "tie",
@@ -67,16 +68,14 @@ class RunFolder:
 
     def __enter__(self) -> Self:
         src = str(self.path)
-        if self.path.exists() and not self.path.is_dir():
-            raise ConfigError("the output folder is a file", source=src, field="--out")
         clash = sorted(str(p) for p in self.inputs
                        if p.parent == self.path.resolve()
                        and p.name in (*RUN_FILES, "consensus.sqlite", ".lock"))
         if clash:
             raise ConfigError(f"the run would overwrite its own input {clash[0]}; choose another "
                               "--out", source=src, field="--out")
+        output_dir(self.path)  # a file in the way, or a folder that cannot be written
         try:
-            self.path.mkdir(parents=True, exist_ok=True)
             lock = (self.path / ".lock").open("a+", encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"cannot write the output folder: {exc.strerror or exc}",
