@@ -127,12 +127,13 @@ class Panel:
         return len(self.specs)
 
     def host_limits(self) -> dict[str, float]:
-        """How long the coordinator waits for each host's batch: the largest timeout among
-        the judges it hosts, plus the grace period."""
+        """How long the coordinator waits for each host's batch: the largest bound
+        (:meth:`~judges.base.JudgeSpecBase.max_wait_s`) among the judges it hosts, plus the
+        grace period (longer than the host's own, so the host's reasons survive too)."""
         out: dict[str, float] = {}
         for s in self.specs:
             host = self.routes[s.name]
-            out[host] = max(out.get(host, 0.0), s.timeout_s + GRACE_S)
+            out[host] = max(out.get(host, 0.0), s.max_wait_s() + GRACE_S)
         return out
 
     async def poll(self, request: Request) -> tuple[Vote, ...]:

@@ -99,15 +99,22 @@ def summarize(
     judge_figs = stats.judge_summaries(ballots, decided, judges)
     lat: dict[str, list[float]] = defaultdict(list)
     cost: dict[str, float] = defaultdict(float)
+    kinds: dict[str, Counter[str]] = defaultdict(Counter)
+    parses: dict[str, Counter[str]] = defaultdict(Counter)
     for o in outcomes:
         for v in o.votes:
             lat[v.judge].append(v.latency_s)
             cost[v.judge] += v.cost_usd or 0.0
+            if v.abstain_kind is not None:
+                kinds[v.judge][v.abstain_kind] += 1
+            if v.parse is not None:
+                parses[v.judge][v.parse] += 1
     per_judge = {
         j: JudgeSummary(
             n_votes=f["n_votes"], abstention_rate=f["abstention_rate"],
             agreement_with_consensus=f["agreement_with_consensus"], accuracy=f["accuracy"],
             mean_latency_s=float(np.mean(lat[j])) if lat[j] else 0.0, cost_usd=cost[j],
+            abstentions=dict(kinds[j]), parse_paths=dict(parses[j]),
         )
         for j, f in judge_figs.items()
     }
@@ -147,4 +154,32 @@ def summarize(
         wall_time_s=wall_time_s,
         by_category=categories,
         disabled_judges=dict(disabled or {}),
+        parse_paths=dict(sum(parses.values(), Counter())),
+        warnings=abstention_warnings(per_judge),
     )
+
+
+ABSTAIN_WARN_RATE = 0.5
+"""A judge that abstains on more than this share of its calls gets a warning in the summary."""
+
+
+def abstention_warnings(per_judge: dict[str, JudgeSummary],
+                        threshold: float = ABSTAIN_WARN_RATE) -> list[str]:
+    """One line per judge that abstained on more than ``threshold`` of its calls, with the
+    kinds: the panel decided without it, which a reader of the accuracy must know.
+
+    Example:
+        >>> abstention_warnings({"gpt": JudgeSummary(n_votes=57, abstention_rate=53 / 57,
+        ...     agreement_with_consensus=None, accuracy=None, abstentions={"timeout": 43,
+        ...     "unparseable": 10})})
+        ['judge gpt abstained on 53 of 57 calls (93%): 43 timeout, 10 unparseable']
+    """
+    out = []
+    for name, j in per_judge.items():
+        if j.n_votes and j.abstention_rate > threshold:
+            n = round(j.abstention_rate * j.n_votes)
+            kinds = ", ".join(f"{c} {k}" for k, c in sorted(j.abstentions.items(),
+                                                           key=lambda kv: -kv[1]))
+            out.append(f"judge {name} abstained on {n} of {j.n_votes} calls "
+                       f"({j.abstention_rate:.0%})" + (f": {kinds}" if kinds else ""))
+    return out

@@ -38,6 +38,9 @@ AbstainKind = Literal["timeout", "provider_error", "unparseable", "recusal", "no
 Action = Literal["accept", "block", "revise", "regenerate", "flag", "escalate"]
 Severity = Literal["low", "medium", "high", "critical"]
 RunStatus = Literal["running", "complete", "interrupted"]
+ParsePath = Literal["strict", "fallback", "unparseable"]
+"""How an LLM judge's reply was read: by the strict verdict schema, by the tolerant fallback, or
+not at all (the vote is then an abstention of kind ``unparseable``)."""
 
 
 class _Frozen(BaseModel):
@@ -168,6 +171,10 @@ class Vote(_Frozen):
     latency_s: float = Field(default=0.0, ge=0.0, description="Wall time of the judge call.")
     cost_usd: float | None = Field(default=None, description="Provider cost, when known.")
     tokens: int | None = Field(default=None, description="Total tokens, when known.")
+    parse: ParsePath | None = Field(
+        default=None, description="How the reply was read (LLM judges): strict (the verdict "
+        "schema), fallback (the tolerant reader) or unparseable; None for judges without a "
+        "reply to parse, and for calls that got no reply.")
 
     @field_validator("critique", "abstain_reason")
     @classmethod
@@ -356,6 +363,11 @@ class JudgeSummary(_Frozen):
     accuracy: float | None = Field(description="Share equal to gold, over its valid votes.")
     mean_latency_s: float = Field(default=0.0, description="Mean wall time per call.")
     cost_usd: float = Field(default=0.0, description="Sum of known costs.")
+    abstentions: dict[str, int] = Field(
+        default_factory=dict, description="Abstentions per kind (timeout, provider_error, ...).")
+    parse_paths: dict[str, int] = Field(
+        default_factory=dict, description="Replies per parse path (strict, fallback, "
+        "unparseable); empty for judges without replies to parse.")
 
 
 class RunStats(_Frozen):
@@ -429,6 +441,12 @@ class RunSummary(_Frozen):
     disabled_judges: dict[str, str] = Field(
         default_factory=dict, description="Judges listed but not run, with the reason."
     )
+    parse_paths: dict[str, int] = Field(
+        default_factory=dict, description="LLM replies per parse path over the run (strict, "
+        "fallback, unparseable).")
+    warnings: list[str] = Field(
+        default_factory=list, description="What a reader must not miss, e.g. a judge that "
+        "abstained on most of its calls.")
 
 
 def finite_or_none(x: float | None) -> float | None:

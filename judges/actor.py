@@ -28,7 +28,7 @@ import ray
 
 from consensus.redact import register_secrets_from_env
 from consensus.types import Candidate, Request, Vote
-from judges.base import Judge, JudgeSpecBase
+from judges.base import HOST_GRACE_S, Judge, JudgeSpecBase
 from judges.registry import build_judge, is_shared_kind
 
 MAX_CONCURRENCY = 1000
@@ -79,9 +79,10 @@ class JudgeHostImpl:
         common = {"judge": judge_name, "judge_version": judge.version,
                   "request_id": request.id, "candidate_id": subject}
         try:
-            vote = await asyncio.wait_for(judge.judge(request, candidate), spec.timeout_s)
+            vote = await asyncio.wait_for(judge.judge(request, candidate),
+                                          spec.max_wait_s() + HOST_GRACE_S)
         except TimeoutError:
-            return Vote.abstain(kind="timeout", reason=f"no vote within {spec.timeout_s:g}s",
+            return Vote.abstain(kind="timeout", reason=f"no vote within {spec.max_wait_s():g}s",
                                 latency_s=time.perf_counter() - start, **common)
         except Exception as exc:  # noqa: BLE001 - a judge never raises into the coordinator
             return Vote.abstain(kind="error", reason=f"{type(exc).__name__}: {exc}"[:300],

@@ -30,6 +30,9 @@ from consensus.types import PAIRWISE_SUBJECT, Candidate, Request, Vote
 
 MAX_TIMEOUT_S = 3600.0
 """The longest ``timeout_s`` a judge may ask for."""
+HOST_GRACE_S = 0.5
+"""How long a host waits beyond a judge's own bound (:meth:`JudgeSpecBase.max_wait_s`) before
+it gives the call up: a judge that keeps its deadline answers first, with its own reason."""
 EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
 """The NAME of an environment variable (a key pasted here instead is refused, and masked in
 the error)."""
@@ -76,6 +79,12 @@ class JudgeSpecBase(BaseModel):
     num_cpus: float = Field(default=0.0, ge=0, le=1024,
                             description="CPUs reserved by the hosting actor.")
     weight: float = Field(default=1.0, ge=0, description="Default weight for weighted strategies.")
+
+    def max_wait_s(self) -> float:
+        """The longest one call of this judge may take, waiting for a free slot included (the
+        host bounds a call by this plus :data:`HOST_GRACE_S`, so a judge that keeps its own
+        deadline answers with its own reason)."""
+        return self.timeout_s
 
     def version(self) -> str:
         """Short hash of the spec: the provenance recorded on every vote."""
