@@ -55,9 +55,13 @@ class JudgeError(ConsensusError):
     """A judge call failed; a retry may help (rate limit, timeout, 5xx)."""
 
     def __init__(self, message: str, *, retryable: bool = True,
-                 kind: AbstainKind = "provider_error"):
+                 kind: AbstainKind = "provider_error", unhealthy: bool = False,
+                 status: int | None = None, retry_after_s: float | None = None):
         self.retryable = retryable
         self.kind = kind
+        self.unhealthy = unhealthy  # says the endpoint is down (refused, 5xx, timeout)
+        self.status = status  # the HTTP status, when there was one
+        self.retry_after_s = retry_after_s  # the provider's Retry-After, when it sent one
         super().__init__(message)
 
 

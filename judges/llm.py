@@ -34,15 +34,35 @@ import os
 import random
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from consensus.errors import JudgeError, VerdictParseError
 from consensus.redact import redact
-from consensus.types import ACCEPT, REJECT, VERDICT_LABELS, Candidate, Request, Violation, Vote
-from judges.base import EnvName, JudgeSpecBase, Provenance, provenance
+from consensus.types import (
+    ACCEPT,
+    REJECT,
+    VERDICT_LABELS,
+    AbstainKind,
+    Candidate,
+    ParsePath,
+    Request,
+    Violation,
+    Vote,
+)
+from judges.base import MAX_TIMEOUT_S, EnvName, JudgeSpecBase, Provenance, provenance
+from judges.endpoint import (
+    LOCAL_MAX_IN_FLIGHT,
+    Breaker,
+    Lease,
+    endpoint_for,
+    endpoint_key,
+    is_local,
+)
+from judges.openai_http import Completion, OpenAIHTTP
 
 _RESERVED = frozenset({"model", "messages", "api_base", "api_key", "timeout", "num_retries",
                        "max_retries", "stream"})
@@ -59,33 +79,111 @@ class PrincipleText(BaseModel):
     text: str = Field(min_length=1, description="The principle, as written in the prompt.")
 
 
+ResponseFormat = Literal["auto", "json_schema", "json_object", "text"]
+Client = Literal["auto", "litellm", "http"]
+_FORMATS: tuple[ResponseFormat, ...] = ("json_schema", "json_object", "text")
+HTTP_BODY_KEYS = frozenset({
+    "top_p", "seed", "stop", "presence_penalty", "frequency_penalty", "logit_bias", "user",
+    "response_format", "top_k", "min_p", "repeat_penalty", "typical_p", "grammar",
+    "cache_prompt", "n_probs", "mirostat", "mirostat_tau", "mirostat_eta", "keep_alive",
+    "options", "chat_template_kwargs", "guided_json", "guided_choice", "guided_regex"})
+"""``extra`` keys the lean HTTP path sends as they are (OpenAI's body parameters and those of
+llama.cpp, Ollama and vLLM); any other key is litellm's business, so its judge uses litellm."""
+HTTP_PROVIDERS = frozenset({"openai", "hosted_vllm"})
+"""litellm providers that are plain OpenAI-compatible chat completions (the lean path)."""
+
+
 class LLMJudgeSpec(JudgeSpecBase):
-    """An LLM judge: any litellm model, a rubric and/or constitution principles.
+    """An LLM judge: any litellm model, hosted or on a local server, a rubric and/or
+    constitution principles.
+
+    A local OpenAI-compatible server (llama.cpp's ``llama-server``, Ollama's ``/v1``, vLLM,
+    LM Studio) is ``model: openai/<name the server serves>`` with ``api_base:
+    http://127.0.0.1:8080/v1``; no key is needed (``api_key_env`` unset sends none), and the
+    endpoint gets one call at a time by default (``endpoint_max_in_flight``).
 
     Example:
-        >>> LLMJudgeSpec(name="haiku", model="anthropic/claude-3-5-haiku-latest").json_mode
-        True
+        >>> LLMJudgeSpec(name="haiku", model="anthropic/claude-3-5-haiku-latest").max_tokens
+        150
+        >>> local = LLMJudgeSpec(name="smol", model="openai/smollm2",
+        ...                      api_base="http://127.0.0.1:8080/v1")
+        >>> local.endpoint_limit(), local.max_wait_s()
+        (1, 330.0)
     """
 
     kind: Literal["llm"] = "llm"
-    model: str = Field(min_length=1, description="litellm model string, e.g. openai/gpt-4o-mini.")
-    api_base: str | None = Field(default=None, description="Endpoint override (proxy, local).")
+    model: str = Field(min_length=1, description="litellm model string, e.g. openai/gpt-4o-mini; "
+                       "for a local OpenAI-compatible server, openai/<the name it serves>.")
+    api_base: str | None = Field(
+        default=None, description="Endpoint override: a proxy, or a local server such as "
+        "llama.cpp (http://127.0.0.1:8080/v1), Ollama (http://127.0.0.1:11434/v1) or vLLM "
+        "(http://127.0.0.1:8000/v1). With api_base, a key is sent only if api_key_env names it.")
     api_key_env: EnvName | None = Field(
         default=None, description="NAME of the env var holding the API key (read per call); "
-        "None lets litellm use the provider's default variable.")
+        "None: no key for an api_base, the provider's default variable otherwise.")
     rubric: str | None = Field(default=None, description="What to judge and how.")
     principles: tuple[PrincipleText, ...] = Field(
         default=(), description="Constitution principles shown to the judge (id and text).")
     temperature: float = Field(default=0.0, ge=0, le=2, description="Sampling temperature.")
-    max_tokens: int = Field(default=512, gt=0, description="Reply token limit.")
+    max_tokens: int = Field(default=150, gt=0, description="Reply token limit (a verdict with "
+                            "a short critique needs about 100).")
     retries: int = Field(default=2, ge=0, le=10, description="Retries of retryable errors.")
     retry_backoff_s: float = Field(
-        default=0.5, ge=0, description="First retry delay; doubles per retry (with jitter).")
+        default=0.5, ge=0, description="First retry delay; doubles per retry (with jitter); a "
+        "provider's Retry-After wins when longer.")
+    retry_timeouts: bool = Field(
+        default=False, description="Retry a call that timed out (off: a server that stalled "
+        "once is likely to stall again, and the retry would queue behind the stalled call).")
     call_timeout_s: float = Field(default=20.0, gt=0, description="Bound on one provider call.")
-    json_mode: bool = Field(default=True, description='Send response_format={"type": '
-                            '"json_object"} (turn off for providers without JSON mode).')
+    response_format: ResponseFormat = Field(
+        default="auto", description="How the verdict's shape is asked for: json_schema (the "
+        "verdict schema, its enums built per request: labels and principle ids), json_object, "
+        "or text (the prompt only). auto: json_schema for an api_base and for models litellm "
+        "says support it, else json_object where supported, else text. A provider that refuses "
+        "the format gets the next one (once per judge). extra.response_format overrides all.")
+    json_mode: bool = Field(default=True, description="false is short for response_format: "
+                            "text (providers without any JSON mode).")
+    critique_max_chars: int = Field(
+        default=400, ge=20, description="maxLength of the critique in the verdict schema sent "
+        "to an api_base (grammar-constrained servers then always close the JSON within "
+        "max_tokens); hosted providers get the schema without it.")
+    client: Client = Field(
+        default="auto", description="http: a lean aiohttp call for OpenAI-compatible "
+        "endpoints (openai/ and hosted_vllm/ models); litellm: litellm.acompletion; auto: http "
+        "where it applies and every extra key is a body parameter, litellm otherwise.")
+    max_in_flight: int | None = Field(
+        default=None, ge=1, description="Calls of this judge in flight at once (None: no "
+        "limit of its own).")
+    endpoint_max_in_flight: int | None = Field(
+        default=None, ge=1, description="Calls in flight to this judge's endpoint, shared with "
+        "the other judges of its host that call it (the smallest declared wins). Default: "
+        f"{LOCAL_MAX_IN_FLIGHT} for a local api_base (one slot, as llama.cpp and Ollama "
+        "serve), no limit for hosted APIs.")
+    requests_per_minute: float | None = Field(
+        default=None, gt=0, description="Token-bucket rate limit of the endpoint. Default: the "
+        "rate litellm publishes for the model, if any.")
+    queue_timeout_s: float = Field(
+        default=300.0, gt=0, le=MAX_TIMEOUT_S, description="How long a call may wait for a "
+        "free slot of a limited endpoint before it abstains; the wait does not count against "
+        "timeout_s.")
+    breaker_failures: int = Field(
+        default=3, ge=1, description="Consecutive failures (refused connections, 5xx, timeouts) "
+        "that open the endpoint's circuit breaker: calls then abstain at once ('endpoint "
+        "unhealthy') until a probe succeeds.")
+    breaker_cooldown_s: float = Field(
+        default=5.0, gt=0, le=MAX_TIMEOUT_S, description="First wait of an open breaker before "
+        "its probe (doubles on each re-open, up to 60 s).")
+    context_window: int | None = Field(
+        default=None, gt=0, description="The model's context in tokens (prompt plus reply), "
+        "e.g. the -c of llama-server. Default: litellm's max_input_tokens for the model, if it "
+        "knows it. A prompt that cannot fit is handled by on_overflow before the call.")
+    on_overflow: Literal["abstain", "truncate"] = Field(
+        default="abstain", description="A prompt too long for the context window: abstain "
+        "(say so, make no call), or truncate the prompt and candidate texts (head and tail "
+        "kept, the cut marked; a harmful middle may then go unseen, hence not the default).")
     extra: dict[str, Any] = Field(default_factory=dict,
-                                  description="Extra litellm.acompletion keyword arguments.")
+                                  description="Extra litellm.acompletion keyword arguments "
+                                  "(body parameters on the http client).")
 
     @field_validator("extra")
     @classmethod
@@ -94,6 +192,24 @@ class LLMJudgeSpec(JudgeSpecBase):
         if clash:
             raise ValueError(f"extra may not set {clash}; use the spec's own fields")
         return v
+
+    def endpoint_limit(self) -> int | None:
+        """Calls in flight allowed to the endpoint (None: unlimited)."""
+        if self.endpoint_max_in_flight is not None:
+            return self.endpoint_max_in_flight
+        return LOCAL_MAX_IN_FLIGHT if is_local(self.api_base) else None
+
+    def limited(self) -> bool:
+        """True when calls may wait for a slot or the declared rate limit."""
+        return bool(self.max_in_flight or self.endpoint_limit() or self.requests_per_minute)
+
+    def max_wait_s(self) -> float:
+        """``timeout_s``, plus ``queue_timeout_s`` when calls may queue for a slot."""
+        return self.timeout_s + (self.queue_timeout_s if self.limited() else 0.0)
+
+    def format(self) -> ResponseFormat:
+        """The declared response format (``auto`` is resolved by the judge, with litellm)."""
+        return "text" if not self.json_mode else self.response_format
 
 
 class VerdictReply(BaseModel):
@@ -105,6 +221,39 @@ class VerdictReply(BaseModel):
     confidence: float | None = Field(default=None, ge=0, le=1, description="Confidence in 0..1.")
     critique: str = Field(default="", description="Short justification.")
     violated_principles: list[str] = Field(default_factory=list, description="Principle ids.")
+
+    @field_validator("violated_principles")
+    @classmethod
+    def _drop_blank(cls, v: list[str]) -> list[str]:
+        return [s.strip() for s in v if s.strip()]
+
+
+def verdict_schema(labels: Sequence[str], principle_ids: Sequence[str] = (),
+                   critique_max_chars: int | None = None) -> dict[str, Any]:
+    """The JSON Schema of a verdict for one request: ``verdict`` one of ``labels``, the cited
+    principles ids of the constitution (the key is left out when there are none). Every key is
+    required and no other is allowed, as OpenAI's strict mode wants.
+
+    Example:
+        >>> s = verdict_schema(["accept", "reject"], ["no-harm"])
+        >>> s["properties"]["verdict"]["enum"], s["properties"]["violated_principles"]["items"]
+        (['accept', 'reject'], {'type': 'string', 'enum': ['no-harm']})
+        >>> "violated_principles" in verdict_schema(["a", "b"])["required"]
+        False
+    """
+    critique: dict[str, Any] = {"type": "string"}
+    if critique_max_chars:
+        critique["maxLength"] = critique_max_chars
+    props: dict[str, Any] = {
+        "verdict": {"type": "string", "enum": list(labels)},
+        "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+        "critique": critique,
+    }
+    if principle_ids:
+        props["violated_principles"] = {"type": "array",
+                                        "items": {"type": "string", "enum": list(principle_ids)}}
+    return {"type": "object", "properties": props, "required": list(props),
+            "additionalProperties": False}
 
 
 # ---------------------------------------------------------------------------------- parsing
@@ -126,37 +275,71 @@ _WORDS = {"very high": 0.95, "high": 0.85, "medium": 0.6, "moderate": 0.6, "low"
 _FENCE = re.compile(r"```[a-zA-Z]*\s*\n?(.*?)```", re.DOTALL)
 
 
-def parse_verdict(text: str, labels: Sequence[str] = VERDICT_LABELS) -> VerdictReply:
-    """Read a verdict from a reply: the strict schema first, then the tolerant fallback.
+def read_verdict(text: str, labels: Sequence[str] = VERDICT_LABELS,
+                 principle_ids: Sequence[str] | None = None) -> tuple[VerdictReply, ParsePath]:
+    """Read a verdict from a reply, and say how: ``strict`` when the reply is exactly the
+    verdict schema (a label of ``labels``, a text critique, only ``principle_ids`` cited when
+    given), else ``fallback`` when the tolerant reader finds one (code fences, prose around the
+    JSON, other key names, synonyms, percentages, a list critique).
 
     Raises:
         VerdictParseError: Neither reading yields a verdict in ``labels``.
 
     Example:
-        >>> parse_verdict('{"verdict":"reject","confidence":0.7,"critique":"x"}').verdict
-        'reject'
-        >>> parse_verdict('Sure! {"decision": "Candidate B", "score": 80}', ["a", "b"]).verdict
-        'b'
+        >>> read_verdict('{"verdict":"reject","confidence":0.7,"critique":"x"}')[1]
+        'strict'
+        >>> read_verdict('Sure! {"decision": "Candidate B", "score": 80}', ["a", "b"])
+        (VerdictReply(verdict='b', confidence=0.8, critique='', violated_principles=[]), 'fallback')
     """
     try:
         reply = VerdictReply.model_validate_json(text)
-        if reply.verdict in labels:
-            return reply
+        if reply.verdict in labels and (principle_ids is None
+                                        or set(reply.violated_principles) <= set(principle_ids)):
+            return reply, "strict"
     except ValidationError:
         pass
     obj = _first_json_object(text)
     if obj is None:
         bare = _label(text, labels)  # a one-word reply such as "REJECT"
         if bare is not None:
-            return VerdictReply(verdict=bare)
+            return VerdictReply(verdict=bare), "fallback"
         raise VerdictParseError("no JSON object in the reply")
     fields = {k: next((obj[a] for a in aliases if a in obj), None) for k, aliases in _KEYS.items()}
     verdict = _label(fields["verdict"], labels)
     if verdict is None:
         raise VerdictParseError(f"verdict {fields['verdict']!r} is not one of {list(labels)}")
     return VerdictReply(verdict=verdict, confidence=_confidence(fields["confidence"]),
-                        critique=str(fields["critique"] or ""),
-                        violated_principles=_ids(fields["violated_principles"]))
+                        critique=as_text(fields["critique"]),
+                        violated_principles=_ids(fields["violated_principles"])), "fallback"
+
+
+def parse_verdict(text: str, labels: Sequence[str] = VERDICT_LABELS) -> VerdictReply:
+    """:func:`read_verdict` without the parse path.
+
+    Example:
+        >>> parse_verdict('{"verdict":"reject","confidence":0.7,"critique":"x"}').verdict
+        'reject'
+    """
+    return read_verdict(text, labels)[0]
+
+
+def as_text(value: Any) -> str:
+    """A critique as text, whatever JSON the model put there: a list is joined, an object is
+    shown as JSON (never a Python repr).
+
+    Example:
+        >>> as_text(["Too vague.", "No source."]), as_text(None), as_text({"why": "x"})
+        ('Too vague. No source.', '', '{"why": "x"}')
+    """
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, list | tuple):
+        return " ".join(t for t in (as_text(v) for v in value) if t)
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
 
 
 def _first_json_object(text: str) -> dict[str, Any] | None:
@@ -211,7 +394,7 @@ def _ids(value: Any) -> list[str]:
         return [s.strip() for s in value.split(",") if s.strip() and s.strip().lower() != "none"]
     if isinstance(value, list):
         out = [str(v.get("id", "")) if isinstance(v, dict) else str(v) for v in value]
-        return [s for s in out if s]
+        return [s.strip() for s in out if s.strip()]
     return []
 
 
@@ -227,7 +410,12 @@ def as_data(text: str) -> str:
 def build_messages(spec: LLMJudgeSpec, request: Request,
                    candidate: Candidate | None) -> list[dict[str, str]]:
     """The system and user messages for one call (pairwise when ``candidate`` is None)."""
-    pairwise = candidate is None
+    return [{"role": "system", "content": system_message(spec, candidate is None)},
+            {"role": "user", "content": user_message(request, candidate)}]
+
+
+def system_message(spec: LLMJudgeSpec, pairwise: bool) -> str:
+    """The judge's instructions: the same for every call of one kind (a judge keeps it)."""
     parts = ["You are an impartial judge on a review panel.",
              f"Rubric:\n{spec.rubric or DEFAULT_RUBRIC}"]
     if spec.principles:
@@ -241,15 +429,37 @@ def build_messages(spec: LLMJudgeSpec, request: Request,
     parts.append("Reply with one JSON object and nothing else:\n"
                  f'{{"verdict": {verdict}, "confidence": <number from 0 to 1>, '
                  '"critique": "<one or two sentences>", "violated_principles": [<principle ids>]}')
-    shown = request.candidates if pairwise else (candidate,)
-    blocks = [f"<prompt>\n{as_data(request.prompt)}\n</prompt>"]
-    blocks += [f'<candidate id="{_attr(c.id)}">\n{as_data(c.text)}\n</candidate>'
-               for c in shown if c is not None]
+    return "\n\n".join(parts)
+
+
+def user_message(request: Request, candidate: Candidate | None,
+                 shorten: Callable[[str], str] | None = None) -> str:
+    """The data of one call: the prompt and the candidate(s), each text passed through
+    ``shorten`` first when given (:func:`cut_middle`, to fit a context window)."""
+    cut = shorten or (lambda t: t)
+    shown = request.candidates if candidate is None else (candidate,)
+    blocks = [f"<prompt>\n{as_data(cut(request.prompt))}\n</prompt>"]
+    blocks += [f'<candidate id="{_attr(c.id)}">\n{as_data(cut(c.text))}\n</candidate>'
+               for c in shown]
     blocks.append(
         "Which candidate answers the prompt better? Reply with its id as the verdict."
-        if pairwise else "Should this candidate response be accepted or rejected?")
-    return [{"role": "system", "content": "\n\n".join(parts)},
-            {"role": "user", "content": "\n\n".join(blocks)}]
+        if candidate is None else "Should this candidate response be accepted or rejected?")
+    return "\n\n".join(blocks)
+
+
+def cut_middle(text: str, keep: int) -> str:
+    """``text`` cut to about ``keep`` characters: its head (two thirds) and tail, with the cut
+    marked so the judge knows the text was shortened.
+
+    Example:
+        >>> cut_middle("a" * 50 + "b" * 50, 30)
+        'aaaaaaaaaaaaaaaaaaaa\\n[... 70 characters cut to fit the context window ...]\\nbbbbbbbbbb'
+    """
+    if len(text) <= keep:
+        return text
+    head, tail = keep * 2 // 3, keep - keep * 2 // 3
+    return (f"{text[:head]}\n[... {len(text) - head - tail} characters cut to fit the context "
+            f"window ...]\n{text[len(text) - tail:]}")
 
 
 def _attr(s: str) -> str:
@@ -275,9 +485,11 @@ def map_litellm_error(exc: BaseException, secrets: Iterable[str] = ()) -> JudgeE
     detail = str(exc)
     text = detail if detail.startswith("litellm.") else f"{type(exc).__name__}: {detail}"
     message = scrub(text, secrets)[:300]
-    if any("Timeout" in n for n in names):  # asyncio, litellm.Timeout, openai, httpx
-        return JudgeError(message, retryable=True, kind="timeout")
     status = getattr(exc, "status_code", None)
+    status = status if isinstance(status, int) else None
+    if any("Timeout" in n for n in names):  # asyncio, litellm.Timeout, openai, httpx
+        return JudgeError(message, retryable=True, kind="timeout", unhealthy=True,
+                          status=status)
     if isinstance(status, int) and 400 <= status < 500:
         retryable = status in _RETRYABLE_STATUS
     elif isinstance(status, int) and status >= 500:
@@ -287,7 +499,10 @@ def map_litellm_error(exc: BaseException, secrets: Iterable[str] = ()) -> JudgeE
                                   "ServiceUnavailableError"})
     if "missing credentials" in detail.lower():
         retryable = False  # the OpenAI SDK's client-side check, which litellm reports as a 500
-    return JudgeError(message, retryable=retryable, kind="provider_error")
+    # litellm reports a refused connection as APIConnectionError with status 500
+    unhealthy = retryable and (status is None or status >= 500)
+    return JudgeError(message, retryable=retryable, kind="provider_error",
+                      unhealthy=unhealthy, status=status)
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
@@ -324,6 +539,38 @@ class LLMJudge:
         self.version = spec.version()
         self._litellm = _litellm()  # at build time (actor __init__), not on the first call
         self._rng = random.Random(spec.name)  # backoff jitter, deterministic per judge
+        lm = self._litellm
+        try:
+            served, provider, _, _ = lm.get_llm_provider(spec.model, api_base=spec.api_base)
+        except Exception:  # noqa: BLE001 - litellm does not know it: its call will say why
+            served, provider = spec.model, spec.model.partition("/")[0]
+        self.provider: str = provider
+        self._served: str = served
+        info = _model_info(lm, spec.model)
+        self.client: Client = spec.client
+        if self.client == "auto":
+            lean = provider in HTTP_PROVIDERS and spec.extra.keys() <= HTTP_BODY_KEYS
+            self.client = "http" if lean else "litellm"
+        prices = None
+        if info.get("input_cost_per_token") is not None:
+            prices = (float(info["input_cost_per_token"]),
+                      float(info.get("output_cost_per_token") or 0.0))
+        base = spec.api_base or (os.environ.get("OPENAI_BASE_URL") if provider == "openai"
+                                 else None)
+        self._http = OpenAIHTTP(base, served, prices) if self.client == "http" else None
+        self.format: ResponseFormat = spec.format()
+        if self.format == "auto":
+            self.format = _auto_format(lm, spec, provider)
+        window = spec.context_window or info.get("max_input_tokens")
+        self.window: int | None = int(window) if window else None
+        # A declared window is the whole context (prompt and reply, llama.cpp's -c).
+        self._room = (self.window - (spec.max_tokens if spec.context_window else 0)
+                      if self.window else None)
+        self._rpm = spec.requests_per_minute or info.get("rpm")
+        self._endpoint_key = endpoint_key(spec.api_base, provider)
+        self._system = {False: system_message(spec, False), True: system_message(spec, True)}
+        self._ids = tuple(p.id for p in spec.principles)
+        self._schemas: dict[tuple[str, ...], dict[str, Any]] = {}
 
     async def judge(self, request: Request, candidate: Candidate | None) -> Vote:
         """Vote on ``candidate`` (accept/reject) or, when None, on the better candidate."""
@@ -344,65 +591,215 @@ class LLMJudge:
         if candidate is None and len(request.candidates) < 2:
             return Vote.abstain(kind="error", reason="pairwise call needs 2+ candidates",
                                 **common)
-        api_key = None
-        if spec.api_key_env:
-            api_key = os.environ.get(spec.api_key_env)
-            if not api_key:
-                return Vote.abstain(kind="provider_error", reason=f"environment variable "
-                                    f"{spec.api_key_env} is not set", **common)
+        api_key, missing = self._api_key()
+        if missing:
+            return Vote.abstain(kind="provider_error", reason=f"environment variable "
+                                f"{missing} is not set", **common)
+        messages, cut = self._messages(request, candidate)
+        if isinstance(messages, str):
+            return Vote.abstain(kind="error", reason=messages, **common)
+        leases: list[Lease] = []
+        endpoints = self._endpoints()
+        breaker = endpoints[-1].breaker(self._served)
         try:
-            resp = await self._call(build_messages(spec, request, candidate), api_key,
-                                    start, secrets)
+            for ep in endpoints:  # the judge's own limit, then its endpoint's
+                lease = await ep.acquire(spec.queue_timeout_s if spec.limited()
+                                         else max(start + spec.timeout_s - time.perf_counter(),
+                                                  0.001), breaker)
+                if isinstance(lease, str):
+                    kind: AbstainKind = ("provider_error"
+                                         if lease.startswith("endpoint unhealthy")
+                                         else "timeout")
+                    return Vote.abstain(kind=kind, reason=lease, **common)
+                leases.append(lease)
+            # Waiting for a slot does not count against the judge's own budget.
+            call_start = time.perf_counter() if spec.limited() else start
+            done = await self._call(messages, labels, api_key, call_start, secrets, breaker)
         except JudgeError as err:
             return Vote.abstain(kind=err.kind, reason=str(err), **common)
-        usage = getattr(resp, "usage", None)
-        tokens, cost = getattr(usage, "total_tokens", None), self._cost(resp)
-        choice = resp.choices[0]
-        text = choice.message.content or ""
+        finally:
+            for lease in leases:
+                lease.release()
         try:
-            reply = parse_verdict(text, labels)
+            reply, path = read_verdict(done.text, labels, self._ids or None)
         except VerdictParseError as exc:
-            cut = " (reply cut at max_tokens)" if choice.finish_reason == "length" else ""
-            excerpt = text[:200] + ("..." if len(text) > 200 else "")
+            cut_note = " (reply cut at max_tokens)" if done.finish_reason == "length" else ""
+            excerpt = done.text[:200] + ("..." if len(done.text) > 200 else "")
             return Vote.abstain(kind="unparseable", reason=scrub(
-                f"{exc}{cut}; reply: {excerpt!r}", secrets), tokens=tokens, cost_usd=cost,
-                **common)
+                f"{exc}{cut_note}; reply: {excerpt!r}", secrets), tokens=done.total_tokens,
+                cost_usd=done.cost_usd, parse="unparseable", **common)
+        critique = reply.critique
+        if cut:
+            critique = f"{critique} (judged on texts shortened by {cut} characters to fit the " \
+                       "context window)".lstrip()
         return Vote(label=reply.verdict, confidence=reply.confidence,
-                    critique=scrub(reply.critique, secrets),
+                    critique=scrub(critique, secrets),
                     violations=tuple(Violation(principle=p) for p in reply.violated_principles),
-                    tokens=tokens, cost_usd=cost, **common)
+                    tokens=done.total_tokens, cost_usd=done.cost_usd, parse=path, **common)
 
-    async def _call(self, messages: list[dict[str, str]], api_key: str | None, start: float,
-                    secrets: list[str]) -> Any:
-        """One completion, retried on retryable errors within the spec's time budget."""
+    # ------------------------------------------------------------------ one call's parts
+    def _api_key(self) -> tuple[str | None, str | None]:
+        """(key, None), or (None, the name of the unset variable the judge needs)."""
+        spec = self.spec
+        if spec.api_key_env:
+            key = os.environ.get(spec.api_key_env)
+            return (key, None) if key else (None, spec.api_key_env)
+        if spec.api_base:
+            return None, None  # a local server or a proxy: no key unless one is named
+        if self.client == "http":  # OpenAI itself, as litellm would find its key
+            key = os.environ.get("OPENAI_API_KEY")
+            return (key, None) if key else (None, "OPENAI_API_KEY")
+        return None, None  # litellm finds the provider's default variable
+
+    def _messages(self, request: Request, candidate: Candidate | None
+                  ) -> tuple[list[dict[str, str]] | str, int]:
+        """The call's messages and how many characters were cut to fit the context window, or
+        the reason it cannot fit (the judge abstains without calling)."""
+        system = self._system[candidate is None]
+        user = user_message(request, candidate)
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        room = self._room
+        # A token is at least one character in practice: a prompt shorter than the room in
+        # characters fits, without counting its tokens (which costs ~1 ms per 2k tokens).
+        if room is None or len(system) + len(user) <= room:
+            return messages, 0
+        need = self._count(messages)
+        if need is None or need <= room:
+            return messages, 0
+        if self.spec.on_overflow == "abstain":
+            return (f"the prompt needs {need} tokens, more than the {room} the context window "
+                    f"of {self.window} leaves (on_overflow: abstain; no call made)"), 0
+        data = len(user)
+        for _ in range(4):  # shrink the data texts until the prompt fits
+            keep = int(max(0, data * room / need * 0.9 - 200))
+            longest = max([len(request.prompt), *(len(c.text) for c in request.candidates)])
+            per_text = max(64, int(longest * keep / max(data, 1)))
+            user = user_message(request, candidate, partial(_cut, keep=per_text))
+            messages[1] = {"role": "user", "content": user}
+            need2 = self._count(messages)
+            if need2 is not None and need2 <= room:
+                return messages, data - len(user)
+            data = len(user)
+            need = need2 or need
+        return (f"the prompt needs {need} tokens even after truncation, more than the {room} "
+                f"the context window of {self.window} leaves"), 0
+
+    def _count(self, messages: list[dict[str, str]]) -> int | None:
+        try:
+            return int(self._litellm.token_counter(model=self.spec.model, messages=messages))
+        except Exception:  # noqa: BLE001 - no tokenizer for it: the server will say
+            return None
+
+    def _endpoints(self) -> list[Any]:
+        spec = self.spec
+        out = []
+        if spec.max_in_flight:
+            out.append(endpoint_for(f"judge {spec.name}", max_in_flight=spec.max_in_flight,
+                                    requests_per_minute=None, failures=2**31, cooldown_s=1.0))
+        out.append(endpoint_for(self._endpoint_key, max_in_flight=spec.endpoint_limit(),
+                                requests_per_minute=self._rpm,
+                                failures=spec.breaker_failures,
+                                cooldown_s=spec.breaker_cooldown_s))
+        return out
+
+    def _body(self, messages: list[dict[str, str]], labels: Sequence[str]) -> dict[str, Any]:
+        spec = self.spec
+        body: dict[str, Any] = {**spec.extra, "messages": messages,
+                                "temperature": spec.temperature, "max_tokens": spec.max_tokens}
+        if "response_format" in spec.extra:
+            return body
+        if self.format == "json_schema":
+            key = tuple(labels)
+            schema = self._schemas.get(key)
+            if schema is None:
+                schema = self._schemas[key] = {"type": "json_schema", "json_schema": {
+                    "name": "verdict", "strict": True, "schema": verdict_schema(
+                        labels, self._ids,
+                        spec.critique_max_chars if spec.api_base else None)}}
+            body["response_format"] = schema
+        elif self.format == "json_object":
+            body["response_format"] = {"type": "json_object"}
+        return body
+
+    async def _call(self, messages: list[dict[str, str]], labels: Sequence[str],
+                    api_key: str | None, start: float, secrets: list[str],
+                    breaker: Breaker) -> Completion:
+        """One completion, retried on retryable errors within the spec's time budget; a
+        refused response format is downgraded (json_schema, json_object, text) and resent."""
         spec = self.spec
         deadline = start + spec.timeout_s
-        kwargs: dict[str, Any] = {**spec.extra, "model": spec.model, "messages": messages,
-                                  "temperature": spec.temperature,
-                                  "max_tokens": spec.max_tokens, "num_retries": 0}
-        if spec.api_base:
-            kwargs["api_base"] = spec.api_base
-        if api_key:
-            kwargs["api_key"] = api_key
-        if spec.json_mode:
-            kwargs["response_format"] = {"type": "json_object"}
         attempt = 0
         while True:
-            timeout = min(spec.call_timeout_s, max(deadline - time.perf_counter(), 0.01))
+            left = deadline - time.perf_counter()
+            timeout = min(spec.call_timeout_s, max(left, 0.01))
             try:
-                # The outer bound catches providers that ignore litellm's timeout.
-                return await asyncio.wait_for(
-                    self._litellm.acompletion(**kwargs, timeout=timeout), timeout + 1.0)
-            except Exception as exc:  # noqa: BLE001 - translated in one place
-                err = map_litellm_error(exc, secrets)
+                done = await self._once(self._body(messages, labels), api_key, timeout)
+                breaker.success()
+                return done
+            except JudgeError as exc:
+                err = exc
+            err.args = (scrub(str(err), secrets)[:300],)
+            if err.unhealthy:
+                breaker.failure(str(err))
+            else:
+                breaker.success()  # it answered: the endpoint is up
+            if self._refused_format(err):
+                continue
+            if err.kind == "timeout":
+                budget = "call_timeout_s" if timeout >= spec.call_timeout_s else "timeout_s"
+                err.args = (f"{err.args[0]} (the judge's {budget} of {timeout:g}s"
+                            + ("" if spec.retry_timeouts else "; timeouts are not retried: "
+                               "retry_timeouts is off") + ")",)
             delay = spec.retry_backoff_s * 2**attempt * (0.75 + 0.5 * self._rng.random())
-            if (not err.retryable or attempt >= spec.retries
+            delay = max(delay, err.retry_after_s or 0.0)
+            retry = err.retryable and (err.kind != "timeout" or spec.retry_timeouts)
+            blocked = breaker.check() if retry else None
+            if (not retry or blocked or attempt >= spec.retries
                     or time.perf_counter() + delay >= deadline):
+                if blocked:
+                    err.args = (f"{err.args[0]}; {blocked}",)
                 if attempt:
                     err.args = (f"{err.args[0]} (after {attempt + 1} attempts)",)
                 raise err
             await asyncio.sleep(delay)
             attempt += 1
+
+    def _refused_format(self, err: JudgeError) -> bool:
+        """Step the response format down when the provider refused it (HTTP 400 naming it)."""
+        text = str(err).lower()
+        if (err.status != 400 or self.format == "text" or "response_format" in self.spec.extra
+                or not any(w in text for w in ("response_format", "json_schema",
+                                               "json_object", "response format"))):
+            return False
+        self.format = _FORMATS[_FORMATS.index(self.format) + 1]
+        return True
+
+    async def _once(self, body: dict[str, Any], api_key: str | None,
+                    timeout: float) -> Completion:
+        if self._http is not None:
+            return await self._http.complete(body, api_key, timeout)
+        kwargs: dict[str, Any] = {**body, "model": self.spec.model, "num_retries": 0}
+        if self.spec.api_base:
+            kwargs["api_base"] = self.spec.api_base
+            # litellm's OpenAI client insists on a key; a keyless local server gets a
+            # placeholder, never the user's OPENAI_API_KEY
+            kwargs["api_key"] = api_key or "no-key"
+        elif api_key:
+            kwargs["api_key"] = api_key
+        try:  # the outer bound catches providers that ignore litellm's timeout
+            resp = await asyncio.wait_for(self._litellm.acompletion(**kwargs, timeout=timeout),
+                                          timeout)
+        except Exception as exc:  # noqa: BLE001 - translated in one place
+            raise map_litellm_error(exc) from None
+        usage = getattr(resp, "usage", None)
+        choice = resp.choices[0]
+        text = choice.message.content or ""
+        return Completion(text=text if isinstance(text, str) else as_text(text),
+                          finish_reason=choice.finish_reason,
+                          prompt_tokens=getattr(usage, "prompt_tokens", None),
+                          completion_tokens=getattr(usage, "completion_tokens", None),
+                          total_tokens=getattr(usage, "total_tokens", None),
+                          cost_usd=self._cost(resp))
 
     def _cost(self, resp: Any) -> float | None:
         hidden = getattr(resp, "_hidden_params", None) or {}
@@ -416,4 +813,34 @@ class LLMJudge:
 
     def _secrets(self) -> list[str]:
         names = [*self.spec.requires_env, self.spec.api_key_env]
+        if self.client == "http" and not self.spec.api_base and not self.spec.api_key_env:
+            names.append("OPENAI_API_KEY")
         return [v for n in names if n and (v := os.environ.get(n))]
+
+
+def _cut(text: str, keep: int) -> str:
+    return cut_middle(text, keep)
+
+
+def _model_info(lm: Any, model: str) -> dict[str, Any]:
+    """litellm's facts about ``model`` (prices, context window, published rate limits), or {}
+    when its local map does not know the model (looked up once, at build)."""
+    try:
+        return dict(lm.get_model_info(model=model))
+    except Exception:  # noqa: BLE001 - unknown model
+        return {}
+
+
+def _auto_format(lm: Any, spec: LLMJudgeSpec, provider: str) -> ResponseFormat:
+    """json_schema for an api_base (llama.cpp, Ollama, vLLM and OpenAI-compatible proxies take
+    it) and for models litellm says support it; json_object where litellm says the provider
+    takes a response_format; text otherwise."""
+    if spec.api_base:
+        return "json_schema"
+    try:
+        if lm.supports_response_schema(model=spec.model, custom_llm_provider=provider):
+            return "json_schema"
+        params = lm.get_supported_openai_params(model=spec.model, custom_llm_provider=provider)
+        return "json_object" if params and "response_format" in params else "text"
+    except Exception:  # noqa: BLE001 - a model litellm does not know
+        return "json_object"

@@ -70,7 +70,10 @@ async def test_valid_accept(srv, key):
     assert vote.tokens and vote.tokens > 0 and vote.latency_s > 0
     assert vote.judge == judge.name and vote.judge_version == judge.spec.version()
     body = srv.last_body(alias)
-    assert body["response_format"] == {"type": "json_object"}
+    fmt = body["response_format"]  # the verdict schema, its enums built for this call
+    assert fmt["type"] == "json_schema" and fmt["json_schema"]["strict"] is True
+    assert fmt["json_schema"]["schema"]["properties"]["verdict"]["enum"] == ["accept", "reject"]
+    assert vote.parse == "strict"
     assert body["temperature"] == 0.0 and body["max_tokens"] == 300
     assert srv.auth[alias] == f"Bearer {key}" and srv.calls[alias] == 1
 
@@ -119,13 +122,20 @@ async def test_slow_reply_times_out_within_bound(srv, key):
     t0 = time.perf_counter()
     vote = await judge.judge(REQ, CLEAN)
     elapsed = time.perf_counter() - t0
-    assert vote.abstain_kind == "timeout" and elapsed < 1.8
-    assert srv.calls[alias] == 2  # timeouts are retried
+    assert vote.abstain_kind == "timeout" and elapsed < 1.0
+    assert srv.calls[alias] == 1  # a timeout is not retried unless declared...
+    assert "call_timeout_s of 0.3s" in vote.abstain_reason  # ...and the judge says whose bound
+    assert "retry_timeouts is off" in vote.abstain_reason
+    declared, alias = judge_for(srv, "slow:2", call_timeout_s=0.3, retries=1,
+                                retry_timeouts=True)
+    assert (await declared.judge(REQ, CLEAN)).abstain_kind == "timeout"
+    assert srv.calls[alias] == 2
 
 
 @aio
 async def test_retries_stop_at_the_spec_time_budget(srv, key):
-    judge, alias = judge_for(srv, "slow:2", call_timeout_s=0.3, retries=8, timeout_s=0.8)
+    judge, alias = judge_for(srv, "slow:2", call_timeout_s=0.3, retries=8, timeout_s=0.8,
+                             retry_timeouts=True)
     t0 = time.perf_counter()
     vote = await judge.judge(REQ, CLEAN)
     assert vote.abstain_kind == "timeout" and time.perf_counter() - t0 < 2.0
@@ -203,7 +213,7 @@ async def test_candidate_cannot_close_its_delimiter(srv, key):
 
 @aio
 async def test_unexpected_failure_becomes_error_abstention(srv, key):
-    judge, _ = judge_for(srv, "valid")
+    judge, _ = judge_for(srv, "valid", client="litellm")
 
     async def no_choices(**_: Any) -> Any:
         return SimpleNamespace(choices=[], usage=None)

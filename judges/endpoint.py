@@ -1,0 +1,245 @@
+"""Per-endpoint limits and health for LLM judges: slots, a rate limit, a circuit breaker.
+
+An *endpoint* is where a judge's calls go: its ``api_base`` (a local llama.cpp, Ollama or vLLM
+server, a proxy), or the provider's hosted API. Every judge of one host process that calls the
+same endpoint shares one :class:`Endpoint` (:func:`endpoint_for`), so five judges on one
+single-slot local server queue for its one slot instead of timing out against each other. The
+default placement puts every LLM judge of a panel on one host actor, so the limits hold for the
+whole panel; judges placed on different hosts (``host:``) each get their own.
+
+An endpoint gives three things:
+
+* **slots**: at most ``max_in_flight`` calls at once; the others wait for a slot (at most the
+  judge's ``queue_timeout_s``), and the wait does not eat into the judge's call budget;
+* **a rate limit**: a token bucket of ``requests_per_minute`` (:class:`aiolimiter.AsyncLimiter`);
+* **a circuit breaker** per model of the endpoint (a proxy or a multi-model server can fail one
+  model and serve the others): after ``failures`` consecutive health failures (connection refused or
+  reset, HTTP 5xx, a timeout), the endpoint is *open*: calls abstain at once with the reason
+  ``endpoint unhealthy`` for ``cooldown_s`` (doubling on each re-open, up to
+  :data:`MAX_COOLDOWN_S`); then one probe call goes through (*half-open*) and its success closes
+  the breaker. A down server thus costs a few refused connections, not one per call.
+
+Example:
+    >>> b = Breaker(failures=2, cooldown_s=5.0)
+    >>> b.failure("connection refused", now=0.0); b.failure("connection refused", now=0.1)
+    >>> b.check(now=1.0)
+    'endpoint unhealthy: 2 consecutive failures, last: connection refused; next try in 4.1s'
+    >>> b.check(now=5.2) is None  # the probe
+    True
+    >>> b.success(); b.check(now=5.3) is None
+    True
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiolimiter import AsyncLimiter
+
+MAX_COOLDOWN_S = 60.0
+"""The longest an open breaker waits before it lets a probe through."""
+LOCAL_MAX_IN_FLIGHT = 1
+"""Default calls in flight to a local ``api_base`` (loopback or private address, ``.local``,
+a single-label host name such as ``ollama``): llama.cpp's and Ollama's servers serve one
+request per slot, and a request queued inside the server times out unseen."""
+
+
+def is_local(api_base: str | None) -> bool:
+    """True for an ``api_base`` on this machine or a private network.
+
+    Example:
+        >>> [is_local(u) for u in ("http://127.0.0.1:8080/v1", "http://ollama:11434/v1",
+        ...                        "http://10.0.0.5/v1", "https://api.openai.com/v1", None)]
+        [True, True, True, False, False]
+    """
+    if not api_base:
+        return False
+    import ipaddress
+
+    host = (urlsplit(api_base if "//" in api_base else f"//{api_base}").hostname or "").lower()
+    if host in ("localhost", "") or host.endswith((".local", ".localhost", ".internal")):
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return "." not in host  # a single-label name: a container or a LAN host
+    return ip.is_loopback or ip.is_private or ip.is_link_local
+
+
+@dataclass
+class Breaker:
+    """Consecutive-failure circuit breaker (see the module docstring); time is passed in so
+    that it is testable without sleeping."""
+
+    failures: int = 3
+    cooldown_s: float = 5.0
+    count: int = 0
+    last: str = ""
+    opened_at: float | None = None
+    current_cooldown_s: float = 0.0
+    probing: bool = False
+
+    def check(self, now: float | None = None) -> str | None:
+        """None when a call may go ahead; else the reason to abstain at once."""
+        if self.opened_at is None:
+            return None
+        now = time.monotonic() if now is None else now
+        wait = self.opened_at + self.current_cooldown_s - now
+        if wait <= 0 and not self.probing:
+            self.probing = True  # half-open: this call is the probe
+            return None
+        return (f"endpoint unhealthy: {self.count} consecutive failures, last: {self.last}; "
+                f"next try in {max(wait, 0.0):.1f}s")
+
+    def success(self) -> None:
+        self.count, self.opened_at, self.probing, self.current_cooldown_s = 0, None, False, 0.0
+
+    def failure(self, reason: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        self.count += 1
+        self.last = reason[:160]
+        if self.probing or (self.opened_at is None and self.count >= self.failures):
+            self.current_cooldown_s = (min(self.current_cooldown_s * 2, MAX_COOLDOWN_S)
+                                       if self.probing else self.cooldown_s)
+            self.opened_at, self.probing = now, False
+
+
+@dataclass
+class Endpoint:
+    """The shared state of one endpoint in one process (see the module docstring)."""
+
+    key: str
+    max_in_flight: int | None = None
+    requests_per_minute: float | None = None
+    failures: int = 3
+    cooldown_s: float = 5.0
+    breakers: dict[str, Breaker] = field(default_factory=dict)
+    slots: asyncio.Semaphore | None = None
+    limiter: AsyncLimiter | None = None
+    in_flight: int = 0
+    calls: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_in_flight:
+            self.slots = asyncio.Semaphore(self.max_in_flight)
+        if self.requests_per_minute:
+            self.limiter = AsyncLimiter(self.requests_per_minute, 60.0)
+
+    def tighten(self, max_in_flight: int | None, requests_per_minute: float | None) -> None:
+        """Judges that share an endpoint but declare different limits get the smallest."""
+        if max_in_flight and (self.max_in_flight is None or max_in_flight < self.max_in_flight):
+            self.max_in_flight = max_in_flight
+            self.slots = asyncio.Semaphore(max_in_flight)
+        if requests_per_minute and (self.requests_per_minute is None
+                                    or requests_per_minute < self.requests_per_minute):
+            self.requests_per_minute = requests_per_minute
+            self.limiter = AsyncLimiter(requests_per_minute, 60.0)
+
+    def breaker(self, model: str) -> Breaker:
+        """The circuit breaker of ``model`` on this endpoint."""
+        b = self.breakers.get(model)
+        if b is None:
+            b = self.breakers[model] = Breaker(failures=self.failures, cooldown_s=self.cooldown_s)
+        return b
+
+    async def acquire(self, timeout_s: float, breaker: Breaker | None = None) -> Lease | str:
+        """Wait for a slot and the rate limit, at most ``timeout_s``: a :class:`Lease` to
+        release when the call is over, or the reason why not (the caller abstains with it).
+        An open ``breaker`` refuses at once, before and after the wait."""
+        reason = breaker.check() if breaker else None
+        if reason is not None:
+            return reason
+        start = time.perf_counter()
+        slots = self.slots
+        if slots is not None:
+            try:
+                await asyncio.wait_for(slots.acquire(), timeout_s)
+            except TimeoutError:
+                return (f"no free slot on {self.key} within {timeout_s:g}s "
+                        f"(max_in_flight {self.max_in_flight}; raise it if the server has more "
+                        "slots, or lower the scenario's concurrency)")
+        if self.limiter is not None:
+            left = timeout_s - (time.perf_counter() - start)
+            try:
+                await asyncio.wait_for(self.limiter.acquire(), max(left, 0.001))
+            except TimeoutError:
+                if slots is not None:
+                    slots.release()
+                return (f"rate limit of {self.key} ({self.requests_per_minute:g} requests per "
+                        f"minute) left no room within {timeout_s:g}s")
+        reason = breaker.check() if breaker else None  # it may have opened meanwhile
+        if reason is not None:
+            if slots is not None:
+                slots.release()
+            return reason
+        self.in_flight += 1
+        self.calls += 1
+        return Lease(self, slots)
+
+
+@dataclass
+class Lease:
+    """One call's hold on an endpoint: its slot (the semaphore it was taken from, which a later
+    :meth:`Endpoint.tighten` may have replaced)."""
+
+    endpoint: Endpoint
+    slots: asyncio.Semaphore | None
+    released: bool = False
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.endpoint.in_flight -= 1
+            if self.slots is not None:
+                self.slots.release()
+
+
+_ENDPOINTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Endpoint]] = (
+    weakref.WeakKeyDictionary())
+
+
+def endpoint_for(key: str, *, max_in_flight: int | None, requests_per_minute: float | None,
+                 failures: int, cooldown_s: float) -> Endpoint:
+    """The running event loop's :class:`Endpoint` for ``key``, created on first use (asyncio
+    primitives belong to one loop: a test's or a benchmark's second ``asyncio.run`` gets fresh
+    ones)."""
+    loop = asyncio.get_running_loop()
+    table = _ENDPOINTS.setdefault(loop, {})
+    ep = table.get(key)
+    if ep is None:
+        ep = table[key] = Endpoint(key, max_in_flight, requests_per_minute, failures,
+                                   cooldown_s)
+    else:
+        ep.tighten(max_in_flight, requests_per_minute)
+    return ep
+
+
+def endpoint_key(api_base: str | None, provider: str) -> str:
+    """What identifies an endpoint: its base URL without credentials, query or trailing
+    slash, or ``provider:<name>`` for a hosted API.
+
+    Example:
+        >>> endpoint_key("http://user:pw@127.0.0.1:8080/v1/", "openai")
+        'http://127.0.0.1:8080/v1'
+        >>> endpoint_key(None, "anthropic")
+        'provider:anthropic'
+    """
+    if not api_base:
+        return f"provider:{provider}"
+    parts = urlsplit(api_base)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path.rstrip('/')}"
+
+
+def stats(loop: Any = None) -> dict[str, dict[str, Any]]:
+    """Calls made and breaker state per endpoint of ``loop`` (the running one by default)."""
+    loop = loop or asyncio.get_running_loop()
+    return {k: {"calls": e.calls, "in_flight": e.in_flight, "max_in_flight": e.max_in_flight,
+                "open": sorted(m for m, b in e.breakers.items() if b.opened_at is not None)}
+            for k, e in _ENDPOINTS.get(loop, {}).items()}
