@@ -30,8 +30,16 @@ def run(
         = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print summary.json to stdout.")] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "warning",
+    fail_on_abstain_rate: Annotated[float | None, typer.Option(
+        min=0.0, max=1.0, help="Exit 3 when any judge abstained on more than this share of "
+        "its calls (e.g. 0.5: a judge that could not vote most of the time fails the run).")]
+        = None,
 ) -> None:
-    """Run SCENARIO: every request through the panel, strategy and policy."""
+    """Run SCENARIO: every request through the panel, strategy and policy.
+
+    Exit codes: 0 done; 2 bad input; 3 a judge abstained above --fail-on-abstain-rate;
+    130 interrupted.
+    """
     configure_logging(log_level)
     sc = load_scenario(scenario, strategy=strategy)
     if limit is not None:
@@ -47,10 +55,20 @@ def run(
                               on_progress=lambda *_: progress.advance(task))
     if as_json:
         print(json.dumps(result.summary.model_dump(mode="json"), indent=2))
-        return
-    show_summary(Console(), result.summary)
-    Console().print(f"[dim]wrote {out_dir}/summary.json, decisions.jsonl, decisions.csv, "
-                    f"votes.csv, report.html (run {result.run_id})[/dim]")
+    else:
+        show_summary(Console(), result.summary)
+        Console().print(f"[dim]wrote {out_dir}/summary.json, decisions.jsonl, decisions.csv, "
+                        f"votes.csv, report.html (run {result.run_id})[/dim]")
+    for line in result.summary.warnings:  # on stderr, even with --json
+        console.print(f"[bold yellow]warning: {line}[/bold yellow]")
+    if fail_on_abstain_rate is not None:
+        over = {n: j.abstention_rate for n, j in result.summary.per_judge.items()
+                if j.abstention_rate > fail_on_abstain_rate}
+        if over:
+            worst = ", ".join(f"{n} {r:.0%}" for n, r in sorted(over.items()))
+            console.print(f"[bold red]abstention rate above {fail_on_abstain_rate:g}: "
+                          f"{worst}[/bold red]")
+            raise typer.Exit(3)
 
 
 def _fmt(x: object) -> str:
@@ -72,12 +90,17 @@ def show_summary(console: Console, s: RunSummary) -> None:
     console.print(t)
     jt = Table(title="judges")
     jt.add_column("judge", no_wrap=True)
-    for col in ("agreement w/ consensus", "accuracy", "abstention", "mean latency (s)"):
+    parsed = any(j.parse_paths for j in s.per_judge.values())
+    for col in ("agreement w/ consensus", "accuracy", "abstention", "mean latency (s)",
+                *(("parsed strict/fallback/none",) if parsed else ())):
         jt.add_column(col, justify="right")
     rows = sorted(s.per_judge.items(), key=lambda kv: -(kv[1].accuracy or 0))
     for name, j in rows[:25]:
+        p = j.parse_paths
         jt.add_row(name, _fmt(j.agreement_with_consensus), _fmt(j.accuracy),
-                   _fmt(j.abstention_rate), _fmt(j.mean_latency_s))
+                   _fmt(j.abstention_rate), _fmt(j.mean_latency_s),
+                   *((f"{p.get('strict', 0)}/{p.get('fallback', 0)}/"
+                      f"{p.get('unparseable', 0)}" if p else "—",) if parsed else ()))
     if len(rows) > 25:
         jt.caption = f"top 25 of {len(rows)} judges by accuracy; all in summary.json"
     console.print(jt)

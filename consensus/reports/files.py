@@ -34,7 +34,7 @@ DECISION_COLUMNS = ("request_id", "subject", "label", "probability", "strategy",
                     "quorum_met", "n_valid", "n_abstained", "margin", "entropy", "unanimous",
                     "action", "accepted_candidate", "reason")
 VOTE_COLUMNS = ("request_id", "candidate_id", "judge", "label", "confidence", "abstain_kind",
-                "abstain_reason", "latency_s", "cost_usd", "violations")
+                "abstain_reason", "latency_s", "cost_usd", "violations", "parse")
 
 
 RUN_FILES = ("summary.json", "decisions.jsonl", "decisions.csv", "votes.csv", "report.html")
@@ -159,7 +159,7 @@ def write_votes_csv(path: Path, outcomes: Sequence[Outcome]) -> None:
                 w.writerow([v.request_id, v.candidate_id, v.judge, v.label or "",
                             _num(v.confidence), v.abstain_kind or "", v.abstain_reason or "",
                             f"{v.latency_s:.4f}", _num(v.cost_usd),
-                            ";".join(x.principle for x in v.violations)])
+                            ";".join(x.principle for x in v.violations), v.parse or ""])
 
 
 def _num(x: float | None) -> str:
