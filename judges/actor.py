@@ -27,7 +27,7 @@ from typing import Any
 import ray
 
 from consensus.redact import register_secrets_from_env
-from consensus.types import Candidate, Request, Vote
+from consensus.types import AbstainKind, Candidate, Request, Vote
 from judges.base import HOST_GRACE_S, Judge, JudgeSpecBase
 from judges.registry import build_judge, is_shared_kind
 
@@ -66,6 +66,9 @@ class JudgeHostImpl:
         self, request: Request, calls: Sequence[tuple[str, str | None]]
     ) -> list[Vote]:
         """Run every (judge name, candidate id or None) call concurrently, in order."""
+        if len(calls) == 1:  # one call needs no task of its own
+            ((judge, target),) = calls
+            return [await self._one(request, judge, target)]
         return list(await asyncio.gather(*(self._one(request, j, c) for j, c in calls)))
 
     async def _one(self, request: Request, judge_name: str, candidate_id: str | None) -> Vote:
@@ -74,22 +77,27 @@ class JudgeHostImpl:
         candidate: Candidate | None = (
             request.candidate(candidate_id) if candidate_id is not None else None
         )
-        subject = candidate_id if candidate_id is not None else "*"
         start = time.perf_counter()
-        common = {"judge": judge_name, "judge_version": judge.version,
-                  "request_id": request.id, "candidate_id": subject}
         try:
-            vote = await asyncio.wait_for(judge.judge(request, candidate),
-                                          spec.max_wait_s() + HOST_GRACE_S)
+            # asyncio.timeout bounds the call in this task (wait_for would start another).
+            async with asyncio.timeout(spec.max_wait_s() + HOST_GRACE_S):
+                vote = await judge.judge(request, candidate)
         except TimeoutError:
-            return Vote.abstain(kind="timeout", reason=f"no vote within {spec.max_wait_s():g}s",
-                                latency_s=time.perf_counter() - start, **common)
+            return self._abstain(request, judge, judge_name, candidate_id, start, "timeout",
+                                 f"no vote within {spec.max_wait_s():g}s")
         except Exception as exc:  # noqa: BLE001 - a judge never raises into the coordinator
-            return Vote.abstain(kind="error", reason=f"{type(exc).__name__}: {exc}"[:300],
-                                latency_s=time.perf_counter() - start, **common)
+            return self._abstain(request, judge, judge_name, candidate_id, start, "error",
+                                 f"{type(exc).__name__}: {exc}"[:300])
         if vote.latency_s == 0.0:
             vote = vote.model_copy(update={"latency_s": time.perf_counter() - start})
         return vote
+
+    @staticmethod
+    def _abstain(request: Request, judge: Judge, judge_name: str, candidate_id: str | None,
+                 start: float, kind: AbstainKind, reason: str) -> Vote:
+        return Vote.abstain(judge=judge_name, judge_version=judge.version, request_id=request.id,
+                            candidate_id=candidate_id if candidate_id is not None else "*",
+                            kind=kind, reason=reason, latency_s=time.perf_counter() - start)
 
 
 @ray.remote(num_cpus=0, max_restarts=0)

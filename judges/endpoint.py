@@ -154,6 +154,7 @@ class Endpoint:
         reason = breaker.check() if breaker else None
         if reason is not None:
             return reason
+        probe = breaker is not None and breaker.probing
         start = time.perf_counter()
         slots = self.slots
         if slots is not None:
@@ -172,7 +173,8 @@ class Endpoint:
                     slots.release()
                 return (f"rate limit of {self.key} ({self.requests_per_minute:g} requests per "
                         f"minute) left no room within {timeout_s:g}s")
-        reason = breaker.check() if breaker else None  # it may have opened meanwhile
+        # The breaker may have opened while this call waited (unless this call is its probe).
+        reason = breaker.check() if breaker and not probe else None
         if reason is not None:
             if slots is not None:
                 slots.release()

@@ -139,8 +139,9 @@ class LLMJudgeSpec(JudgeSpecBase):
         default="auto", description="How the verdict's shape is asked for: json_schema (the "
         "verdict schema, its enums built per request: labels and principle ids), json_object, "
         "or text (the prompt only). auto: json_schema for an api_base and for models litellm "
-        "says support it, else json_object where supported, else text. A provider that refuses "
-        "the format gets the next one (once per judge). extra.response_format overrides all.")
+        "says support it, else json_object where supported, else text; a provider that says it "
+        "does not support the format gets the next one (once per judge). A declared format is "
+        "kept as declared. extra.response_format overrides all.")
     json_mode: bool = Field(default=True, description="false is short for response_format: "
                             "text (providers without any JSON mode).")
     critique_max_chars: int = Field(
@@ -746,8 +747,10 @@ class LLMJudge:
             if self._refused_format(err):
                 continue
             if err.kind == "timeout":
-                budget = "call_timeout_s" if timeout >= spec.call_timeout_s else "timeout_s"
-                err.args = (f"{err.args[0]} (the judge's {budget} of {timeout:g}s"
+                budget = (f"call_timeout_s of {spec.call_timeout_s:g}s"
+                          if timeout >= spec.call_timeout_s else
+                          f"timeout_s of {spec.timeout_s:g}s, {timeout:.3g}s of it left")
+                err.args = (f"{err.args[0]} (the judge's {budget}"
                             + ("" if spec.retry_timeouts else "; timeouts are not retried: "
                                "retry_timeouts is off") + ")",)
             delay = spec.retry_backoff_s * 2**attempt * (0.75 + 0.5 * self._rng.random())
@@ -767,9 +770,12 @@ class LLMJudge:
     def _refused_format(self, err: JudgeError) -> bool:
         """Step the response format down when the provider refused it (HTTP 400 naming it)."""
         text = str(err).lower()
-        if (err.status != 400 or self.format == "text" or "response_format" in self.spec.extra
+        if (err.status != 400 or self.format == "text" or self.spec.format() != "auto"
                 or not any(w in text for w in ("response_format", "json_schema",
-                                               "json_object", "response format"))):
+                                               "json_object", "response format"))
+                or not any(w in text for w in ("not support", "unsupported", "does not support",
+                                               "not available", "invalid", "unknown",
+                                               "not allowed", "not permitted"))):
             return False
         self.format = _FORMATS[_FORMATS.index(self.format) + 1]
         return True

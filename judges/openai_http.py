@@ -97,7 +97,7 @@ class OpenAIHTTP:
                     status = resp.status
                     retry_after = resp.headers.get("Retry-After")
         except TimeoutError:
-            raise JudgeError(f"Timeout: no reply from {self.url} within {timeout:g}s",
+            raise JudgeError(f"Timeout: no reply from {self.url} within {timeout:.3g}s",
                              kind="timeout", unhealthy=True) from None
         except aiohttp.ClientError as exc:
             raise JudgeError(f"APIConnectionError: {type(exc).__name__}: {exc}"[:300],
