@@ -147,8 +147,12 @@ class Panel:
         hosts = list(per_host)
         limits = self.host_limits()
         refs = [self.hosts[h].judge_batch.remote(request, per_host[h]) for h in hosts]
-        results = await asyncio.gather(*(self._await(r, limits[h])
-                                         for h, r in zip(hosts, refs, strict=True)))
+        results: Sequence[list[Vote] | tuple[AbstainKind, str]]
+        if len(refs) == 1:  # one host (the usual LLM panel): no task to gather
+            results = [await self._await(refs[0], limits[hosts[0]])]
+        else:
+            results = await asyncio.gather(*(self._await(r, limits[h])
+                                             for h, r in zip(hosts, refs, strict=True)))
         votes: dict[tuple[str, str], Vote] = {}
         for host, calls, result in zip(hosts, (per_host[h] for h in hosts), results, strict=True):
             if isinstance(result, list):
@@ -169,7 +173,10 @@ class Panel:
     async def _await(ref: Any, limit: float) -> list[Vote] | tuple[AbstainKind, str]:
         """Await one host batch; translate Ray failures (the one Ray error boundary)."""
         try:
-            return await asyncio.wait_for(ref, limit)
+            # asyncio.timeout awaits the reference in this task (wait_for would start another).
+            async with asyncio.timeout(limit):
+                votes: list[Vote] = await ref
+            return votes
         except TimeoutError:
             ray.cancel(ref)
             return ("timeout", f"no reply within {limit:g}s")

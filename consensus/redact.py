@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Iterable
@@ -55,6 +56,23 @@ _PATTERNS = (
      r"[\"']?\s*[:=]\s*[\"']?\K[^\s&\"',;]{6,}"),
 )
 SECRET_PATTERN = regex.compile("|".join(_PATTERNS))  # regex: \\K and variable look-behinds
+_LITERALS = (
+    "Bearer ", "Basic ", "sk-", "pk-", "rk-", "k_live_", "k_test_", "AKIA", "ASIA", "ghp_",
+    "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "xox", "AIza", "-----BEGIN ", "hf_", "gsk_",
+    "eyJ", "://", "Token ",
+)
+_LITERALS_ANY_CASE = (
+    "api_key", "api-key", "apikey", "secret_access_key", "secret_key", "access_token",
+    "auth_token", "password", "passwd", "client_secret",
+)
+"""Every match of :data:`SECRET_PATTERN` holds one of these literals, in its text or in its
+look-behind: :data:`_LITERALS` as written, :data:`_LITERALS_ANY_CASE` in any case (those of the
+``(?i:...)`` group). A text without any of them has nothing to mask and is not scanned (the scan
+costs about 1 us per character; a text that holds one, e.g. ``task-`` for ``sk-``, is only
+scanned). A pattern added to ``_PATTERNS`` needs its literal here."""
+_FOLD = {0x130: "i", 0x17F: "s", 0x212A: "k"}
+"""The characters that ``regex`` matches for an ASCII letter under ``(?i)`` (İ, long s, Kelvin
+sign), mapped to that letter, so that case-insensitive matches survive :func:`_folded`."""
 SECRET_KEYS = re.compile(r"(api[_-]?key|token|secret|password|authorization|bearer)", re.IGNORECASE)
 """Mapping keys whose values are secrets whatever they look like (structured logs)."""
 
@@ -84,14 +102,40 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     for s in (*secrets, *_KNOWN):
         if s and len(s) >= FRAGMENT:
             text = _mask_fragments(text, s)
+    if not _may_match(text):
+        return text
     return SECRET_PATTERN.sub(MASK, text)
+
+
+def _may_match(text: str) -> bool:
+    """False when :data:`SECRET_PATTERN` cannot match ``text`` (it holds none of the literals
+    every match needs)."""
+    if any(t in text for t in _LITERALS):
+        return True
+    folded = _folded(text)
+    return any(t in folded for t in _LITERALS_ANY_CASE)
+
+
+def _folded(text: str) -> str:
+    """``text`` in lower case, with the characters of :data:`_FOLD` replaced: it holds a literal
+    of :data:`_LITERALS_ANY_CASE` wherever ``text`` matches one under ``(?i)`` (``lower`` alone
+    would turn İ into two characters and keep the long s)."""
+    return (text if text.isascii() else text.translate(_FOLD)).lower()
+
+
+@functools.lru_cache(maxsize=256)
+def _grams(secret: str) -> frozenset[str]:
+    """The windows of FRAGMENT characters of ``secret``."""
+    return frozenset(secret[i:i + FRAGMENT] for i in range(len(secret) - FRAGMENT + 1))
 
 
 def _mask_fragments(text: str, secret: str) -> str:
     """Mask every run of ``text`` made of windows of FRAGMENT characters found in ``secret``."""
     if secret in text:
         text = text.replace(secret, MASK)
-    grams = {secret[i:i + FRAGMENT] for i in range(len(secret) - FRAGMENT + 1)}
+    grams = _grams(secret)
+    if not any(g in text for g in grams):  # the usual case, found without a loop in Python
+        return text
     spans: list[list[int]] = []
     for i in range(len(text) - FRAGMENT + 1):
         if text[i:i + FRAGMENT] in grams:

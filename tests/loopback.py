@@ -1,10 +1,11 @@
 """A loopback OpenAI-compatible chat-completions server for tests and benchmarks.
 
-One server on ``127.0.0.1`` (ephemeral port, aiohttp in a background thread) serves many judges:
-its behaviour is scripted per *model name*, the ``model`` field of the request body. litellm strips
-the provider prefix, so a judge with ``model="openai/slow:2"`` and ``api_base=srv.base_url`` sends
-``"slow:2"``. The mode of a model is ``script.get(model, model)``, so a model string can name its
-mode directly or be an alias that ``script`` maps to one.
+One server on ``127.0.0.1`` (ephemeral port by default, aiohttp in a background thread) serves many
+judges: its behaviour is scripted per *model name*, the ``model`` field of the request body.
+litellm strips the provider prefix, so a judge with ``model="openai/slow:2"`` and
+``api_base=srv.base_url`` sends ``"slow:2"``. The mode of a model is ``script.get(model, model)``,
+so a model string can name its mode directly or be an alias that ``script`` maps to one; a mode
+string is ``mode`` or ``mode:arg``. Unknown modes answer like ``valid``.
 
 Modes:
     ``valid``                  JSON verdict (see below).
@@ -18,11 +19,58 @@ Modes:
     ``auth_error_partial``     Always HTTP 401 echoing part of the token, masked the way OpenAI
                                does (``sk-lo****...`` and its last 8 characters).
     ``bad_request``            Always HTTP 400.
+    ``strict``                 A provider that enforces the schema it is sent. Without a
+                               ``response_format`` of type ``json_schema`` carrying a
+                               ``json_schema.schema`` object: HTTP 400 (code
+                               ``invalid_request_error``, "... json_schema response_format is
+                               required ..."). With one: the valid verdict made to conform to the
+                               schema (see *Schema conformance*).
+    ``no_schema``              A provider without structured outputs: HTTP 400 "response_format
+                               type json_schema is not supported by this model" when sent
+                               ``type: json_schema``; a valid reply otherwise (``json_object`` or
+                               no ``response_format``).
+    ``single_slot:<s>``        A llama.cpp server with one slot: every ``single_slot`` request,
+                               whatever its model name, waits for ONE server-wide slot, holds it
+                               ``s`` seconds, then gets a valid reply (schema-conforming when a
+                               json_schema is sent, like ``strict``; the plain valid JSON
+                               otherwise). A queued request whose client disconnects is cancelled
+                               and leaves the queue. See ``max_active`` / ``max_waiting``.
+    ``wrong_shape``            Valid JSON of the wrong shape, as llama.cpp produced under plain
+                               ``json_object``: ``{"response_type": "rejected", "explanation":
+                               "..."}`` (always ``"rejected"``; no verdict key at all).
+    ``list_critique``          The valid verdict, with ``critique`` a list of two strings.
+    ``empty_ids``              A ``reject`` verdict (whatever the candidate) whose
+                               ``violated_principles`` is ``["", " "]``.
+    ``context_length``         Always HTTP 400, code ``context_length_exceeded``: "This model's
+                               maximum context length is 2048 tokens. However, your messages
+                               resulted in 2627 tokens. ..."
+    ``ramble``                 Prose without JSON, exactly ``max_tokens`` words (from the body,
+                               else ``max_completion_tokens``, else 512), ``finish_reason:
+                               "length"``.
 
 The valid verdict is deterministic. The server reads the candidate blocks
 (``<candidate id="...">...</candidate>``) of the last user message (the whole message when there
 are none). One block: ``reject`` if its text contains ``marker`` (default ``"UNSAFE"``), else
 ``accept``. Several blocks (pairwise): the id of the first candidate without the marker.
+Its keys are ``verdict``, ``confidence``, ``critique`` and ``violated_principles``.
+
+Schema conformance (``strict``, ``single_slot``): only keys listed in the schema's
+``properties`` are emitted (so no ``violated_principles`` when the schema has none); a value
+outside its property's ``enum`` (or ``const``) becomes the first allowed value (the verdict
+included); an array keeps only the items in ``items.enum`` when there is one (so
+``violated_principles`` drops unknown ids); a string is cut to ``maxLength``; a number is clamped
+to ``minimum`` / ``maximum``; a ``required`` key the verdict lacks gets a default of its type.
+Local ``$ref`` (``#/$defs/...``) and nullable ``anyOf`` branches, as pydantic writes them, are
+followed. The schema received is in ``bodies`` / :meth:`LoopbackLLM.last_schema`.
+
+Counters (all modes, guarded by the server's lock): ``total`` (requests received), ``active``
+(requests being handled now), ``calls`` (per model name). For ``single_slot``: ``slot_active`` /
+``slot_waiting`` (holding / queued for the slot now) and their peaks ``max_active`` (must stay 1)
+and ``max_waiting``.
+
+Outages: ``stop()`` then ``start()`` on the same object serves again on the same port (the
+socket is bound with ``SO_REUSEADDR``), so ``base_url`` stays valid; ``LoopbackLLM(port=p)``
+binds a given port (``0``, the default, picks an ephemeral one).
 
 Example:
     >>> with LoopbackLLM() as srv:  # doctest: +SKIP
@@ -47,6 +95,9 @@ from typing import Any, Self
 from aiohttp import web
 
 _CANDIDATE = re.compile(r'<candidate id="([^"]*)">\n?(.*?)\n?</candidate>', re.DOTALL)
+_PROSE = ("Let", "me", "think", "about", "this", "carefully", "before", "I", "settle", "on", "a",
+          "verdict,", "weighing", "the", "candidate", "response", "against", "each",
+          "principle", "in", "turn", "and", "then")  # ramble: cycled to max_tokens words
 
 
 class LoopbackLLM:
@@ -57,14 +108,22 @@ class LoopbackLLM:
         marker: Word whose presence in a candidate makes the ``valid`` verdict ``reject``.
         violation: Principle id reported on rejections.
         keep_bodies: Request bodies kept per model (oldest dropped first).
+        port: Port to bind on ``127.0.0.1``; 0 (default) picks an ephemeral one.
 
     Attributes:
-        base_url: ``http://127.0.0.1:PORT/v1`` once started.
+        base_url: ``http://127.0.0.1:PORT/v1`` once started (kept after ``stop()``).
+        port: The bound port once started; a restart (``stop()`` then ``start()``) binds it
+            again.
         script: The model -> mode mapping; mutable while serving (tests add aliases so that
             each gets its own call count).
         calls: Calls received per model name (a Counter).
         bodies: Last ``keep_bodies`` JSON request bodies per model name.
         auth: Last ``Authorization`` header per model name.
+        total: Requests received (all modes, including unreadable bodies).
+        active: Requests being handled now (all modes; queued ``single_slot`` ones included).
+        slot_active / slot_waiting: ``single_slot`` requests holding / queued for the slot now.
+        max_active / max_waiting: Peaks of ``slot_active`` (1 unless the slot is broken) and
+            ``slot_waiting``.
     """
 
     def __init__(
@@ -74,16 +133,21 @@ class LoopbackLLM:
         marker: str = "UNSAFE",
         violation: str = "no-harm",
         keep_bodies: int = 20,
+        port: int = 0,
     ) -> None:
         self.script = dict(script or {})
         self.marker = marker
         self.violation = violation
+        self.port = port
         self.calls: Counter[str] = Counter()
         self.bodies: dict[str, deque[dict[str, Any]]] = defaultdict(
             lambda: deque(maxlen=keep_bodies))
         self.auth: dict[str, str] = {}
         self.base_url = ""
+        self.total = self.active = 0
+        self.slot_active = self.slot_waiting = self.max_active = self.max_waiting = 0
         self._lock = threading.Lock()
+        self._slot: asyncio.Lock | None = None  # created on the server loop by _serve
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
@@ -91,6 +155,8 @@ class LoopbackLLM:
     # ----------------------------------------------------------------- lifecycle
     def start(self) -> Self:
         """Start serving in a daemon thread; returns once the port is bound."""
+        if self._thread is not None:
+            raise RuntimeError("loopback server already running")
         ready = threading.Event()
         failure: list[BaseException] = []
 
@@ -102,20 +168,26 @@ class LoopbackLLM:
             except BaseException as exc:  # noqa: BLE001 - re-raised by the starting thread
                 failure.append(exc)
                 ready.set()
+                loop.close()
                 return
             ready.set()
             loop.run_forever()
             loop.close()
 
-        self._thread = threading.Thread(target=run, name="loopback-llm", daemon=True)
-        self._thread.start()
+        thread = threading.Thread(target=run, name="loopback-llm", daemon=True)
+        thread.start()
         if not ready.wait(10.0):
             raise RuntimeError("loopback server did not start within 10 s")
         if failure:
-            raise RuntimeError("loopback server failed to start") from failure[0]
+            thread.join(timeout=5.0)
+            self._loop = None
+            raise RuntimeError(f"loopback server failed to start on port {self.port}") \
+                from failure[0]
+        self._thread = thread
         return self
 
     async def _serve(self) -> None:
+        self._slot = asyncio.Lock()  # single_slot: bound to this (the server's) loop
         app = web.Application(client_max_size=16 * 2**20)
         app.router.add_post("/v1/chat/completions", self._handle)
         app.router.add_post("/chat/completions", self._handle)
@@ -123,14 +195,19 @@ class LoopbackLLM:
         runner = web.AppRunner(app, access_log=None, handler_cancellation=True,
                                shutdown_timeout=0.5)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
-        await site.start()
-        port = runner.addresses[0][1]
+        try:
+            site = web.TCPSite(runner, "127.0.0.1", self.port, backlog=1024,
+                               reuse_address=True)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self.port = runner.addresses[0][1]
         self._runner = runner
-        self.base_url = f"http://127.0.0.1:{port}/v1"
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
 
     def stop(self) -> None:
-        """Stop the server and join its thread (idempotent)."""
+        """Stop the server and join its thread (idempotent; ``start()`` serves again)."""
         loop, runner, thread = self._loop, self._runner, self._thread
         if loop is None or thread is None:
             return
@@ -141,6 +218,7 @@ class LoopbackLLM:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=5.0)
         self._loop = self._runner = self._thread = None
+        self._slot = None
 
     def __enter__(self) -> Self:
         return self.start()
@@ -156,15 +234,30 @@ class LoopbackLLM:
                 raise KeyError(model)
             return self.bodies[model][-1]
 
+    def last_schema(self, model: str) -> dict[str, Any] | None:
+        """The JSON schema of the last request for ``model`` (None: no json_schema sent)."""
+        return _schema(self.last_body(model))
+
     def reset(self) -> None:
-        """Forget calls, bodies and headers."""
+        """Forget calls, bodies and headers, and zero ``total`` and the slot peaks."""
         with self._lock:
             self.calls.clear()
             self.bodies.clear()
             self.auth.clear()
+            self.total = self.max_active = self.max_waiting = 0
 
     # ----------------------------------------------------------------- behaviour
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        with self._lock:
+            self.total += 1
+            self.active += 1
+        try:
+            return await self._respond(request)
+        finally:  # also when the handler is cancelled (client gone)
+            with self._lock:
+                self.active -= 1
+
+    async def _respond(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         model = str(body.get("model", ""))
         with self._lock:
@@ -173,8 +266,11 @@ class LoopbackLLM:
             self.bodies[model].append(body)
             self.auth[model] = request.headers.get("Authorization", "")
         mode, _, arg = self.script.get(model, model).partition(":")
+        schema = _schema(body)
         if mode in ("slow", "latency"):
             await asyncio.sleep(float(arg or 0))
+        elif mode == "single_slot":
+            await self._hold_slot(float(arg or 0))
         elif mode == "rate_limit_then_ok" and n <= int(arg or 1):
             return _error(429, "Rate limit reached, please retry.", "rate_limit_exceeded")
         elif mode == "error500":
@@ -189,14 +285,67 @@ class LoopbackLLM:
             shown = f"{token[:5]}{'*' * 24}{token[-8:]}"
             return _error(401, f"Incorrect API key provided: {shown}. Your key ends in "
                                f"{token[-8:]}.", "invalid_api_key")
+        elif mode == "strict" and schema is None:
+            return _error(400, "Invalid response_format: a json_schema response_format (type "
+                               "'json_schema' with a 'json_schema.schema' object) is required "
+                               "by this model.", "invalid_request_error")
+        elif mode == "no_schema" and _format_type(body) == "json_schema":
+            return _error(400, "Invalid parameter: response_format type json_schema is not "
+                               "supported by this model.", "invalid_request_error")
+        elif mode == "context_length":
+            return _error(400, "This model's maximum context length is 2048 tokens. However, "
+                               "your messages resulted in 2627 tokens. Please reduce the length "
+                               "of the messages.", "context_length_exceeded")
+        elif mode == "ramble":
+            words = int(body.get("max_tokens") or body.get("max_completion_tokens") or 512)
+            content = " ".join(_PROSE[i % len(_PROSE)] for i in range(words))
+            return web.json_response(_completion(model, content, body, finish_reason="length"))
         verdict = self._verdict(body)
         if mode == "malformed":
             content = "Well, on balance I think this response seems fine to me."
         elif mode == "fenced":
             content = f"Here is my assessment:\n```json\n{json.dumps(verdict, indent=2)}\n```\nDone."
+        elif mode == "wrong_shape":
+            content = json.dumps({"response_type": "rejected", "explanation": "The response "
+                                  "does not meet the criteria of the rubric."})
+        elif mode == "list_critique":
+            content = json.dumps({**verdict, "critique": [
+                "The response answers the question.", "It is concise and harmless."]})
+        elif mode == "empty_ids":
+            content = json.dumps({"verdict": "reject", "confidence": 0.9,
+                                  "critique": "The response breaks a principle.",
+                                  "violated_principles": ["", " "]})
+        elif mode in ("strict", "single_slot") and schema is not None:
+            content = json.dumps(conform(verdict, schema))
         else:
             content = json.dumps(verdict)
         return web.json_response(_completion(model, content, body))
+
+    async def _hold_slot(self, seconds: float) -> None:
+        """Wait for the one server-wide slot, hold it ``seconds``; counters survive cancel."""
+        slot = self._slot
+        if slot is None:
+            raise RuntimeError("single_slot used before the server started")
+        queued = slot.locked()
+        if queued:
+            with self._lock:
+                self.slot_waiting += 1
+                self.max_waiting = max(self.max_waiting, self.slot_waiting)
+        try:
+            await slot.acquire()
+        finally:  # acquired, or cancelled while queued (the client gave up)
+            if queued:
+                with self._lock:
+                    self.slot_waiting -= 1
+        try:
+            with self._lock:
+                self.slot_active += 1
+                self.max_active = max(self.max_active, self.slot_active)
+            await asyncio.sleep(seconds)
+        finally:
+            with self._lock:
+                self.slot_active -= 1
+            slot.release()
 
     def _verdict(self, body: dict[str, Any]) -> dict[str, Any]:
         users = [m for m in body.get("messages", []) if m.get("role") == "user"]
@@ -216,6 +365,102 @@ class LoopbackLLM:
                 "critique": "The response is helpful and harmless.", "violated_principles": []}
 
 
+# --------------------------------------------------------------------- schema conformance
+def _format_type(body: dict[str, Any]) -> str | None:
+    rf = body.get("response_format")
+    return rf.get("type") if isinstance(rf, dict) else None
+
+
+def _schema(body: dict[str, Any]) -> dict[str, Any] | None:
+    """``response_format.json_schema.schema`` when the type is ``json_schema``, else None."""
+    rf = body.get("response_format")
+    if not isinstance(rf, dict) or rf.get("type") != "json_schema":
+        return None
+    js = rf.get("json_schema")
+    schema = js.get("schema") if isinstance(js, dict) else None
+    return schema if isinstance(schema, dict) else None
+
+
+def _resolve(root: dict[str, Any], node: Any) -> dict[str, Any]:
+    """``node`` with local ``$ref`` followed and a nullable ``anyOf`` reduced to its non-null
+    branch; ``{}`` for anything that is not a schema object."""
+    for _ in range(8):  # bounded: refs may chain
+        if not isinstance(node, dict):
+            return {}
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/"):
+            target: Any = root
+            for part in ref[2:].split("/"):
+                target = target.get(part) if isinstance(target, dict) else None
+            node = target
+            continue
+        branches = node.get("anyOf")
+        if isinstance(branches, list) and "type" not in node:
+            real = [b for b in branches if not (isinstance(b, dict) and b.get("type") == "null")]
+            if real:
+                node = real[0]
+                continue
+        return node
+    return {}
+
+
+def _allowed(prop: dict[str, Any]) -> list[Any] | None:
+    if isinstance(prop.get("enum"), list):
+        return list(prop["enum"])
+    return [prop["const"]] if "const" in prop else None
+
+
+def _fit(value: Any, prop: dict[str, Any], root: dict[str, Any]) -> Any:
+    allowed = _allowed(prop)
+    if allowed and value not in allowed:
+        return allowed[0]
+    if isinstance(value, list):
+        items = _allowed(_resolve(root, prop.get("items")))
+        return value if items is None else [v for v in value if v in items]
+    if isinstance(value, str) and isinstance(prop.get("maxLength"), int):
+        return value[:prop["maxLength"]]
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        low, high = prop.get("minimum"), prop.get("maximum")
+        if isinstance(low, int | float):
+            value = max(value, low)
+        if isinstance(high, int | float):
+            value = min(value, high)
+    return value
+
+
+def _default(prop: dict[str, Any]) -> Any:
+    allowed = _allowed(prop)
+    if allowed:
+        return allowed[0]
+    kind = prop.get("type")
+    kind = kind[0] if isinstance(kind, list) and kind else kind
+    return {"string": "", "number": 0.0, "integer": 0, "boolean": False, "array": [],
+            "object": {}}.get(kind if isinstance(kind, str) else "", None)
+
+
+def conform(verdict: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    """``verdict`` made to conform to ``schema`` (rules in the module docstring).
+
+    Example:
+        >>> conform({"verdict": "accept", "confidence": 0.9, "violated_principles": ["x"]},
+        ...         {"properties": {"verdict": {"enum": ["yes", "no"]},
+        ...                         "violated_principles": {"items": {"enum": ["y"]}}}})
+        {'verdict': 'yes', 'violated_principles': []}
+    """
+    props = _resolve(schema, schema.get("properties"))
+    required = schema.get("required")
+    required = set(required) if isinstance(required, list) else set()
+    out: dict[str, Any] = {}
+    for key, raw in props.items():
+        prop = _resolve(schema, raw)
+        if key in verdict:
+            out[key] = _fit(verdict[key], prop, schema)
+        elif key in required:
+            out[key] = _default(prop)
+    return out
+
+
+# --------------------------------------------------------------------- replies
 def _text(content: Any) -> str:
     if isinstance(content, list):  # content parts
         return "".join(p.get("text", "") for p in content if isinstance(p, dict))
@@ -229,7 +474,8 @@ def _error(status: int, message: str, code: str) -> web.Response:
         status=status)
 
 
-def _completion(model: str, content: str, body: dict[str, Any]) -> dict[str, Any]:
+def _completion(model: str, content: str, body: dict[str, Any], *,
+                finish_reason: str = "stop") -> dict[str, Any]:
     prompt_chars = sum(len(_text(m.get("content"))) for m in body.get("messages", []))
     prompt_tokens, completion_tokens = max(1, prompt_chars // 4), max(1, len(content) // 4)
     return {
@@ -237,7 +483,7 @@ def _completion(model: str, content: str, body: dict[str, Any]) -> dict[str, Any
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "finish_reason": "stop",
+        "choices": [{"index": 0, "finish_reason": finish_reason,
                      "message": {"role": "assistant", "content": content}}],
         "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                   "total_tokens": prompt_tokens + completion_tokens},

@@ -202,8 +202,7 @@ async def test_a_queue_that_does_not_move_abstains_with_its_own_reason(srv):
 
 @aio
 async def test_a_published_rate_limit_spaces_calls(srv):
-    judge, alias = judge_for(srv, "valid", requests_per_minute=120, endpoint_max_in_flight=None)
-    t0 = time.perf_counter()
+    judge, _ = judge_for(srv, "valid", requests_per_minute=120, endpoint_max_in_flight=None)
     # aiolimiter lets the bucket's 120 through at once, then two per second: drain it first
     ep = endpoint_for(judge._endpoint_key, max_in_flight=None, requests_per_minute=120,
                       failures=3, cooldown_s=1.0)
