@@ -79,9 +79,11 @@ class PrincipleText(BaseModel):
     text: str = Field(min_length=1, description="The principle, as written in the prompt.")
 
 
-ResponseFormat = Literal["auto", "json_schema", "json_object", "text"]
+ResponseFormat = Literal["auto", "json_schema", "json_object_schema", "json_object", "text"]
 Client = Literal["auto", "litellm", "http"]
-_FORMATS: tuple[ResponseFormat, ...] = ("json_schema", "json_object", "text")
+_FORMATS: tuple[ResponseFormat, ...] = ("json_schema", "json_object_schema", "json_object",
+                                        "text")
+"""The order ``auto`` steps down in when a server refuses a format."""
 HTTP_BODY_KEYS = frozenset({
     "top_p", "seed", "stop", "presence_penalty", "frequency_penalty", "logit_bias", "user",
     "response_format", "top_k", "min_p", "repeat_penalty", "typical_p", "grammar",
@@ -137,8 +139,9 @@ class LLMJudgeSpec(JudgeSpecBase):
     call_timeout_s: float = Field(default=20.0, gt=0, description="Bound on one provider call.")
     response_format: ResponseFormat = Field(
         default="auto", description="How the verdict's shape is asked for: json_schema (the "
-        "verdict schema, its enums built per request: labels and principle ids), json_object, "
-        "or text (the prompt only). auto: json_schema for an api_base and for models litellm "
+        "verdict schema, its enums built per request: labels and principle ids), "
+        "json_object_schema (the same schema as {type: json_object, schema: ...}, the form "
+        "llama-cpp-python's server takes), json_object, or text (the prompt only). auto: json_schema for an api_base and for models litellm "
         "says support it, else json_object where supported, else text; a provider that says it "
         "does not support the format gets the next one (once per judge). A declared format is "
         "kept as declared. extra.response_format overrides all.")
@@ -709,15 +712,17 @@ class LLMJudge:
                                 "temperature": spec.temperature, "max_tokens": spec.max_tokens}
         if "response_format" in spec.extra:
             return body
-        if self.format == "json_schema":
-            key = tuple(labels)
-            schema = self._schemas.get(key)
-            if schema is None:
-                schema = self._schemas[key] = {"type": "json_schema", "json_schema": {
-                    "name": "verdict", "strict": True, "schema": verdict_schema(
-                        labels, self._ids,
-                        spec.critique_max_chars if spec.api_base else None)}}
-            body["response_format"] = schema
+        if self.format in ("json_schema", "json_object_schema"):
+            key = (self.format, *labels)
+            fmt = self._schemas.get(key)
+            if fmt is None:
+                schema = verdict_schema(labels, self._ids,
+                                        spec.critique_max_chars if spec.api_base else None)
+                fmt = self._schemas[key] = (
+                    {"type": "json_schema", "json_schema": {"name": "verdict", "strict": True,
+                                                            "schema": schema}}
+                    if self.format == "json_schema" else {"type": "json_object", "schema": schema})
+            body["response_format"] = fmt
         elif self.format == "json_object":
             body["response_format"] = {"type": "json_object"}
         return body
@@ -740,12 +745,13 @@ class LLMJudge:
             except JudgeError as exc:
                 err = exc
             err.args = (scrub(str(err), secrets)[:300],)
+            if self._refused_format(err):
+                breaker.success()  # it answered: the endpoint is up
+                continue
             if err.unhealthy:
                 breaker.failure(str(err))
             else:
-                breaker.success()  # it answered: the endpoint is up
-            if self._refused_format(err):
-                continue
+                breaker.success()
             if err.kind == "timeout":
                 budget = (f"call_timeout_s of {spec.call_timeout_s:g}s"
                           if timeout >= spec.call_timeout_s else
@@ -768,14 +774,18 @@ class LLMJudge:
             attempt += 1
 
     def _refused_format(self, err: JudgeError) -> bool:
-        """Step the response format down when the provider refused it (HTTP 400 naming it)."""
+        """Step the response format down (``auto`` only) when the server refused it: an HTTP
+        error naming the format and saying it is not supported or invalid. llama-cpp-python's
+        server answers a json_schema format with a 500 validation error, hence any status."""
         text = str(err).lower()
-        if (err.status != 400 or self.format == "text" or self.spec.format() != "auto"
+        if (err.status is None or err.status < 400 or self.format == "text"
+                or self.spec.format() != "auto"
                 or not any(w in text for w in ("response_format", "json_schema",
                                                "json_object", "response format"))
                 or not any(w in text for w in ("not support", "unsupported", "does not support",
                                                "not available", "invalid", "unknown",
-                                               "not allowed", "not permitted"))):
+                                               "not allowed", "not permitted", "should be",
+                                               "validation error", "extra inputs"))):
             return False
         self.format = _FORMATS[_FORMATS.index(self.format) + 1]
         return True
