@@ -47,6 +47,7 @@ from typing import Any, Self
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY_ENV = "CONSENSUS_BENCH_DUMMY_KEY"
+LITELLM_SIDE = "coord litellm"
 
 
 # ------------------------------------------------------------------ loopback server process
@@ -120,16 +121,20 @@ class ServerProcess:
 
 
 # ------------------------------------------------------------------ workload
-def make_specs(base_url: str, n: int, latency: float,
-               hosts: int = 1) -> tuple[list[Any], dict[str, str]]:
+def make_specs(base_url: str, n: int, latency: float, hosts: int = 1,
+               client: str = "http") -> tuple[list[Any], dict[str, str]]:
     """``n`` LLM judge specs on distinct aliases; ``hosts`` > 1 spreads them over that many
-    actors (``host: llm-<i>``) instead of the default single shared ``llm`` host."""
+    actors (``host: llm-<i>``) instead of the default single shared ``llm`` host. The loopback
+    server serves any number of calls at once, so the endpoint limit (1 for a local api_base by
+    default) is lifted."""
     from judges.llm import LLMJudgeSpec
 
     aliases = [f"bench-{chr(ord('a') + i)}" for i in range(n)]
     specs = [LLMJudgeSpec(name=f"judge-{a}", model=f"openai/{a}", api_base=base_url,
                           api_key_env=KEY_ENV, retries=0, timeout_s=120.0, call_timeout_s=60.0,
-                          host=f"llm-{i % hosts}" if hosts > 1 else None)
+                          client=client, endpoint_max_in_flight=100_000,
+                          host=(f"llm-{i % hosts}" if hosts > 1 else
+                                None if client == "http" else f"llm-{client}"))
              for i, a in enumerate(aliases)]
     return specs, {a: f"latency:{latency:g}" for a in aliases}
 
@@ -231,6 +236,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gc-freeze", choices=("none", "actor", "both"), default="none",
                     help="experiment: gc.freeze() after start-up in the judge actor(s) (the "
                     "proposed actor.py fix), or in the actor(s) and this process (lower bound)")
+    ap.add_argument("--client", choices=("http", "litellm"), default="http",
+                    help="the LLM judges' client on both sides (judges/llm.py: http is the lean "
+                    "aiohttp path, litellm the path before it)")
+    ap.add_argument("--also-litellm", action="store_true",
+                    help="add a third side: the coordinator with litellm clients (the path "
+                    "before the lean client), for a throughput ratio measured in the same run")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = ap.parse_args(argv)
 
@@ -247,13 +258,18 @@ def main(argv: list[str] | None = None) -> int:
 
     _, script = make_specs("http://unused", args.judges, args.latency)  # alias -> mode
     with ServerProcess(script) as srv:
-        specs, _ = make_specs(srv.base_url, args.judges, args.latency)
-        hosted, _ = make_specs(srv.base_url, args.judges, args.latency, args.llm_hosts)
+        specs, _ = make_specs(srv.base_url, args.judges, args.latency, client=args.client)
+        hosted, _ = make_specs(srv.base_url, args.judges, args.latency, args.llm_hosts,
+                               client=args.client)
         ray.init(num_cpus=os.cpu_count() or 2, include_dashboard=False,
                  logging_level="ERROR", log_to_driver=True)
         try:
             direct = Direct(specs)
             coord = ViaCoordinator(hosted, args.llm_hosts)
+            extra = None
+            if args.also_litellm:
+                old, _ = make_specs(srv.base_url, args.judges, args.latency, client="litellm")
+                extra = ViaCoordinator(old, 1)
             if args.gc_freeze != "none":
                 frozen = ray.get([h.__ray_call__.remote(_freeze)
                                   for h in coord.panel.hosts.values()])
@@ -262,10 +278,15 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"gc.freeze() in this process: {_freeze()} objects frozen")
             try:
                 sides = {"lower bound": direct, "coordinator": coord}
-                meter = CpuMeter(coord.actor_pids, srv.pid)
+                if extra is not None:
+                    sides[LITELLM_SIDE] = extra
+                meter = CpuMeter(coord.actor_pids + (extra.actor_pids if extra else []),
+                                 srv.pid)
                 results = asyncio.run(bench(sides, args, meter))
             finally:
                 coord.panel.shutdown()
+                if extra is not None:
+                    extra.panel.shutdown()
         finally:
             ray.shutdown()
     results["server_calls"] = sum(srv.calls.values())
@@ -341,6 +362,20 @@ def report(res: dict[str, Any], args: argparse.Namespace) -> None:
     a, b = agg("loaded", lb, "throughput", max), agg("loaded", co, "throughput", max)
     print(f"{'throughput (decisions/s)':24s}{a[0]:10.1f} / {a[1]:10.1f}  {b[0]:10.1f} / "
           f"{b[1]:10.1f}     {b[0] / a[0]:5.2f} / {b[1] / a[1]:4.2f}")
+    if LITELLM_SIDE in res["loaded"]:
+        old = res["loaded"][LITELLM_SIDE]
+        c = agg("loaded", LITELLM_SIDE, "throughput", max)
+        p = agg("loaded", LITELLM_SIDE, "p50", min)
+        tp = sorted(n["throughput"] / o["throughput"]
+                    for n, o in zip(res["loaded"][co], old, strict=True))
+        res["throughput_ratio_vs_litellm"] = statistics.median(tp)
+        cpu = {g: agg("loaded", LITELLM_SIDE, f"cpu_ms {g}", min)[0]
+               for g in ("driver", "actor", "server", "ray other")}
+        print(f"{'coordinator, litellm':24s}{c[0]:10.1f} / {c[1]:10.1f} decisions/s, p50 "
+              f"{fmt_ms(p[0])}; CPU ms/decision: "
+              + ", ".join(f"{g} {v:.1f}" for g, v in cpu.items()))
+        print(f"throughput, {args.client} client / litellm client (coordinator, paired by round):"
+              f" {' '.join(f'{x:.2f}' for x in tp)} -> median {statistics.median(tp):.2f}")
     for g in ("driver", "actor", "server", "ray other"):
         a, b = agg("loaded", lb, f"cpu_ms {g}", min), agg("loaded", co, f"cpu_ms {g}", min)
         print(f"{'CPU ms/decision ' + g:24s}{a[0]:10.1f} / {a[1]:10.1f}  {b[0]:10.1f} / "
@@ -355,10 +390,10 @@ def report(res: dict[str, Any], args: argparse.Namespace) -> None:
           f"{fmt_ms(ma[0])} (lower bound) vs slowest {fmt_ms(args.latency)}, "
           f"sum {fmt_ms(total)} -> "
           f"{'tracks the slowest' if mb[0] < (args.latency + total) / 2 else 'closer to the SUM'}"
-          " (the rest is the 5 litellm calls' CPU, serial on one event loop on both sides)")
+          " (the rest is the judge calls' CPU, serial on one event loop on both sides)")
     loaded_mean = agg("loaded", co, "mean", min)[0]
     print(f"                      loaded mean {fmt_ms(loaded_mean)} (coordinator) vs sum "
-          f"{fmt_ms(total)} (CPU-bound under load: litellm CPU per call, see README)")
+          f"{fmt_ms(total)} (CPU-bound under load: the judge calls' CPU, see README)")
     paired = {k: sorted(c[k] / b[k] for b, c in zip(res["loaded"][lb], res["loaded"][co],
                                                     strict=True))
               for k in ("p50", "p99")}

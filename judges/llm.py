@@ -802,9 +802,14 @@ class LLMJudge:
             kwargs["api_key"] = api_key or "no-key"
         elif api_key:
             kwargs["api_key"] = api_key
-        try:  # the outer bound catches providers that ignore litellm's timeout
-            resp = await asyncio.wait_for(self._litellm.acompletion(**kwargs, timeout=timeout),
-                                          timeout)
+        # litellm gets the same timeout on every call: it is part of the key of litellm's
+        # client cache, and a new value per call means a new OpenAI client per call (~2 ms).
+        # The outer bound enforces what is left of the budget (and catches providers that
+        # ignore litellm's timeout).
+        try:
+            async with asyncio.timeout(timeout):
+                resp = await self._litellm.acompletion(**kwargs,
+                                                       timeout=self.spec.call_timeout_s)
         except Exception as exc:  # noqa: BLE001 - translated in one place
             raise map_litellm_error(exc) from None
         usage = getattr(resp, "usage", None)

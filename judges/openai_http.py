@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import json
 import weakref
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,20 +55,43 @@ class Completion:
     cost_usd: float | None
 
 
-_SESSIONS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = (
+_SESSIONS: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, tuple[aiohttp.ClientSession, AsyncGenerator[None, None]]] = (
     weakref.WeakKeyDictionary())
 
 
+_PARKING: set[asyncio.Task[None]] = set()
+
+
 def session() -> aiohttp.ClientSession:
-    """This event loop's shared session (created on first use)."""
+    """This event loop's shared session (created on first use, closed with the loop)."""
     loop = asyncio.get_running_loop()
-    s = _SESSIONS.get(loop)
-    if s is None or s.closed:
+    held = _SESSIONS.get(loop)
+    if held is None or held[0].closed:
         # limit=0: the endpoint's own slots bound the calls in flight (judges/endpoint.py)
-        s = _SESSIONS[loop] = aiohttp.ClientSession(
+        s = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
             json_serialize=json.dumps, skip_auto_headers=("User-Agent",))
-    return s
+        closer = _close_at_shutdown(s)
+        task = loop.create_task(_park(closer))
+        _PARKING.add(task)  # a task nobody holds may be collected before it runs
+        task.add_done_callback(_PARKING.discard)
+        _SESSIONS[loop] = held = (s, closer)
+    return held[0]
+
+
+async def _park(gen: AsyncGenerator[None, None]) -> None:
+    await anext(gen)
+
+
+async def _close_at_shutdown(s: aiohttp.ClientSession) -> AsyncGenerator[None, None]:
+    """Parked on its first ``yield`` for the loop's lifetime; ``asyncio.run`` closes the
+    loop's async generators before the loop (``shutdown_asyncgens``), which closes the
+    session, so no "Unclosed client session" noise is left for interpreter exit."""
+    try:
+        yield
+    finally:
+        await s.close()
 
 
 class OpenAIHTTP:

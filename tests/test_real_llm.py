@@ -88,7 +88,7 @@ def test_smollm2_on_a_single_slot_llama_cpp_server(llama_server, tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "consensus.cli.app", "run", str(scenario), "--out",
          str(tmp_path / "out"), "--limit", str(N_REQUESTS), "--json"],
-        capture_output=True, text=True, env=env, timeout=1800, cwd=ROOT)
+        capture_output=True, text=True, env=env, timeout=1800, cwd=ROOT, check=False)
     wall = time.perf_counter() - start
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout)
