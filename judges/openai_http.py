@@ -35,10 +35,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from pydantic_core import from_json, to_json
 
 from consensus.errors import JudgeError
 
 OPENAI_BASE = "https://api.openai.com/v1"
+_JSON = {"Content-Type": "application/json"}
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
 """4xx statuses a retry may fix (timeouts, conflicts, too early, rate limits)."""
 
@@ -71,7 +73,7 @@ def session() -> aiohttp.ClientSession:
         # limit=0: the endpoint's own slots bound the calls in flight (judges/endpoint.py)
         s = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
-            json_serialize=json.dumps, skip_auto_headers=("User-Agent",))
+            skip_auto_headers=("User-Agent",))
         closer = _close_at_shutdown(s)
         task = loop.create_task(_park(closer))
         _PARKING.add(task)  # a task nobody holds may be collected before it runs
@@ -112,11 +114,11 @@ class OpenAIHTTP:
     async def complete(self, body: dict[str, Any], api_key: str | None,
                        timeout: float) -> Completion:
         """One call. Raises :class:`JudgeError` (never anything else)."""
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
-        payload = {**body, "model": self.model}
+        headers = {"Authorization": f"Bearer {api_key}", **_JSON} if api_key else _JSON
+        payload = to_json({**body, "model": self.model})  # pydantic-core: 5x json.dumps
         try:
             async with asyncio.timeout(timeout):
-                async with session().post(self.url, json=payload, headers=headers) as resp:
+                async with session().post(self.url, data=payload, headers=headers) as resp:
                     raw = await resp.read()
                     status = resp.status
                     retry_after = resp.headers.get("Retry-After")
@@ -129,7 +131,7 @@ class OpenAIHTTP:
         if status >= 400:
             raise _status_error(status, raw, retry_after)
         try:
-            data = json.loads(raw)
+            data = from_json(raw)
             choice = data["choices"][0]
             text = choice["message"].get("content") or ""
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
@@ -162,7 +164,7 @@ def _status_error(status: int, raw: bytes, retry_after: str | None) -> JudgeErro
     """An HTTP error status as litellm would classify it."""
     message, code = raw.decode("utf-8", "replace")[:300], ""
     try:
-        err = json.loads(raw).get("error")
+        err = from_json(raw).get("error")
         if isinstance(err, dict):
             message = str(err.get("message") or message)
             code = str(err.get("code") or err.get("type") or "")

@@ -99,10 +99,11 @@ async def test_a_server_without_json_schema_gets_json_object_next(srv, client):
     judge, alias = judge_for(srv, "no_schema", client=client)
     first = await judge.judge(REQ, CLEAN)
     assert first.label == "accept" and srv.calls[alias] == 2  # refused, then json_object
-    assert judge.format == "json_object"
+    assert judge.format == "json_object_schema"  # with the schema, as llama-cpp-python takes
     second = await judge.judge(REQ, BAD)
     assert second.label == "reject" and srv.calls[alias] == 3  # remembered: one call
-    assert srv.last_body(alias)["response_format"] == {"type": "json_object"}
+    sent = srv.last_body(alias)["response_format"]
+    assert sent["type"] == "json_object" and sent["schema"]["properties"]["verdict"]["enum"]
 
 
 @aio
