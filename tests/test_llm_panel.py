@@ -68,3 +68,38 @@ def test_llm_panel_on_ray(key_env, ray_session, server):
         assert KEY not in json.dumps(out.model_dump(mode="json"))
     finally:
         panel.shutdown()
+
+
+def test_a_run_whose_judge_mostly_abstains_says_so_and_can_fail(ray_session, server, tmp_path,
+                                                                capsys):
+    """The summary counts parse paths and abstention kinds per judge, warns about a judge that
+    abstained on most calls, and --fail-on-abstain-rate turns that into exit code 3."""
+    from consensus.cli.app import main
+
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps(
+        {"id": f"r{i}", "prompt": "p", "candidates": [{"id": "a", "text": "fine"}],
+         "gold": {"a": "accept"}}) + "\n" for i in range(6)))
+    base = server.base_url
+    (tmp_path / "s.yaml").write_text(
+        "name: loud\ndataset: data.jsonl\npanel:\n"
+        f"  - {{name: good, kind: llm, model: openai/valid, api_base: '{base}'}}\n"
+        f"  - {{name: mute, kind: llm, model: openai/malformed, api_base: '{base}'}}\n"
+        "policy: {quorum: 1}\n")
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as info:
+        main(["run", str(tmp_path / "s.yaml"), "--out", str(out),
+              "--fail-on-abstain-rate", "0.5"])
+    assert info.value.code == 3
+    err = capsys.readouterr().err
+    assert "warning: judge mute abstained on 6 of 6 calls (100%): 6 unparseable" in err
+    assert "abstention rate above 0.5: mute 100%" in err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["parse_paths"] == {"strict": 6, "unparseable": 6}
+    assert summary["per_judge"]["mute"]["abstentions"] == {"unparseable": 6}
+    assert summary["per_judge"]["good"]["parse_paths"] == {"strict": 6}
+    assert summary["warnings"] == ["judge mute abstained on 6 of 6 calls (100%): 6 unparseable"]
+    assert "parse" in (out / "votes.csv").read_text().splitlines()[0]
+    # Without the option the same run exits 0, and still warns.
+    with pytest.raises(SystemExit) as info:
+        main(["run", str(tmp_path / "s.yaml"), "--out", str(out)])
+    assert info.value.code == 0 and "warning: judge mute" in capsys.readouterr().err
