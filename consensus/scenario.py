@@ -26,7 +26,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,13 @@ from consensus.oracle import BayesOracle
 from consensus.policy import Policy
 from consensus.types import ACCEPT, REJECT, Request
 from judges.base import JudgeSpecBase
-from judges.registry import config_error_from, judge_kinds, parse_judge_spec, prepare
+from judges.registry import (
+    config_error_from,
+    host_name,
+    judge_kinds,
+    parse_judge_spec,
+    prepare,
+)
 from judges.simulated import SimulatedJudgeSpec, resolve_correlations
 from strategies.base import Strategy
 from strategies.registry import build_strategy
@@ -249,6 +255,37 @@ def scenario_warnings(scenario: Scenario) -> list[str]:
                    f"{rule!r}, which delivers a candidate on "
                    + ("every tie" if rule == "first" else "half of the ties")
                    + "; the default tie rule 'reject' fails closed")
+    out.extend(endpoint_warnings(scenario.judges))
+    return out
+
+
+def endpoint_warnings(judges: Sequence[JudgeSpecBase]) -> list[str]:
+    """Judges that call one limited endpoint from different hosts: each host keeps its own
+    slots, so the server gets the sum of their limits.
+
+    Example:
+        >>> from judges.llm import LLMJudgeSpec
+        >>> base = "http://127.0.0.1:8080/v1"
+        >>> endpoint_warnings([LLMJudgeSpec(name="a", model="openai/m", api_base=base),
+        ...                    LLMJudgeSpec(name="b", model="openai/m", api_base=base, host="x")])
+        ['judges a, b call http://127.0.0.1:8080/v1 from 2 hosts (llm, x): its limit of 1 call(s) in flight holds per host, so the server may get up to 2 at once; put them on one host']
+    """
+    from judges.endpoint import endpoint_key
+    from judges.llm import LLMJudgeSpec
+
+    by_endpoint: dict[str, list[LLMJudgeSpec]] = {}
+    for spec in judges:
+        if isinstance(spec, LLMJudgeSpec) and spec.api_base and spec.endpoint_limit():
+            by_endpoint.setdefault(endpoint_key(spec.api_base, ""), []).append(spec)
+    out = []
+    for key, specs in by_endpoint.items():
+        hosts = sorted({host_name(s) for s in specs})
+        if len(hosts) > 1:
+            limit = min(s.endpoint_limit() or 0 for s in specs)
+            out.append(f"judges {', '.join(s.name for s in specs)} call {key} from "
+                       f"{len(hosts)} hosts ({', '.join(hosts)}): its limit of {limit} call(s) "
+                       f"in flight holds per host, so the server may get up to "
+                       f"{limit * len(hosts)} at once; put them on one host")
     return out
 
 

@@ -29,17 +29,10 @@ import ray
 from consensus.redact import register_secrets_from_env
 from consensus.types import AbstainKind, Candidate, Request, Vote
 from judges.base import HOST_GRACE_S, Judge, JudgeSpecBase
-from judges.registry import build_judge, is_shared_kind
+from judges.registry import build_judge, host_name
 
 MAX_CONCURRENCY = 1000
 """Concurrent batched calls per host: I/O-bound judges spend their time waiting."""
-
-
-def host_name(spec: JudgeSpecBase) -> str:
-    """The host a spec lands on: its ``host`` field, its kind if shared, else kind:name."""
-    if spec.host:
-        return spec.host
-    return spec.kind if is_shared_kind(spec.kind) else f"{spec.kind}:{spec.name}"
 
 
 def plan_hosts(specs: Sequence[JudgeSpecBase]) -> dict[str, list[JudgeSpecBase]]:

@@ -171,3 +171,10 @@ def build_judge(spec: JudgeSpecBase, payload: Any) -> Judge:
 def _resolve(path: str, base_dir: Path) -> Path:
     p = Path(path)
     return p if p.is_absolute() else base_dir / p
+
+
+def host_name(spec: JudgeSpecBase) -> str:
+    """The host a spec lands on: its ``host`` field, its kind if shared, else kind:name."""
+    if spec.host:
+        return spec.host
+    return spec.kind if is_shared_kind(spec.kind) else f"{spec.kind}:{spec.name}"
