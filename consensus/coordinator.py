@@ -250,15 +250,16 @@ class Coordinator:
     def aggregate(self, ballot: Ballot) -> Decision:
         """Quorum check, then the strategy."""
         need = self.policy.min_valid(self.panel.size)
-        agreement = agreement_of(ballot)
-        if agreement.n_valid < need:
+        if sum(ballot.counts().values()) < need:
+            agreement = agreement_of(ballot)
             return no_consensus(
                 ballot, strategy=self.strategy.name, quorum_met=False, agreement=agreement,
                 reason=f"quorum missed: {agreement.n_valid} valid vote(s) of "
                        f"{agreement.n_votes}, {need} required",
             )
-        d = self.strategy.aggregate(ballot)
-        return d if d.agreement is not None else d.model_copy(update={"agreement": agreement})
+        d = self.strategy.aggregate(ballot)  # most strategies compute the agreement themselves
+        return d if d.agreement is not None else d.model_copy(
+            update={"agreement": agreement_of(ballot)})
 
     def conclude(self, request: Request, votes: Sequence[Vote], latency_s: float) -> Outcome:
         """Turn one request's votes into an outcome (no I/O but one debug log line)."""

@@ -263,8 +263,9 @@ class Ballot(_Frozen):
     def counts(self) -> dict[str, int]:
         """Number of valid votes per label (every label present, zero included)."""
         out = dict.fromkeys(self.labels, 0)
-        for v in self.valid_votes:
-            out[v.label] += 1  # type: ignore[index]
+        for v in self.votes:  # valid_votes, without building the tuple
+            if v.label is not None and v.label in out:
+                out[v.label] += 1
         return out
 
 

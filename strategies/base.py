@@ -197,14 +197,17 @@ def _support_problem(support: Mapping[str, float]) -> str:
     """Why ``support`` cannot be normalised into probabilities ("" when it can)."""
     if not support:
         return "non-finite support: no label has any"
-    listed = ", ".join(f"{lab}={s!r}" for lab, s in support.items())
+
+    def listed() -> str:  # only when there is a problem to name
+        return ", ".join(f"{lab}={s!r}" for lab, s in support.items())
+
     if not all(math.isfinite(s) for s in support.values()):
-        return f"non-finite support ({listed}); no decision"
+        return f"non-finite support ({listed()}); no decision"
     if any(s < 0 for s in support.values()):
-        return f"negative support ({listed}); no decision"
+        return f"negative support ({listed()}); no decision"
     total = sum(support.values())
     if not math.isfinite(total):
-        return f"non-finite support: the total of ({listed}) overflows; no decision"
+        return f"non-finite support: the total of ({listed()}) overflows; no decision"
     if total <= 0:
         return "zero support: every valid vote carries weight 0; no decision"
     return ""
