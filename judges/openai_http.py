@@ -71,9 +71,13 @@ def session() -> aiohttp.ClientSession:
     held = _SESSIONS.get(loop)
     if held is None or held[0].closed:
         # limit=0: the endpoint's own slots bound the calls in flight (judges/endpoint.py)
+        # No aiohttp timeouts: each call is bounded by asyncio.timeout in complete(), and
+        # aiohttp's own timers cost three event-loop timers per request.
         s = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
-            skip_auto_headers=("User-Agent",))
+            skip_auto_headers=("User-Agent",),
+            timeout=aiohttp.ClientTimeout(total=None, connect=None, sock_read=None,
+                                          sock_connect=None))
         closer = _close_at_shutdown(s)
         task = loop.create_task(_park(closer))
         _PARKING.add(task)  # a task nobody holds may be collected before it runs
