@@ -24,8 +24,8 @@ Example:
     >>> b.failure("connection refused", now=0.0); b.failure("connection refused", now=0.1)
     >>> b.check(now=1.0)
     'endpoint unhealthy: 2 consecutive failures, last: connection refused; next try in 4.1s'
-    >>> b.check(now=5.2) is None  # the probe
-    True
+    >>> b.admit("probe", now=5.2) is None, b.check(now=5.3) is None  # one probe at a time
+    (True, False)
     >>> b.success(); b.check(now=5.3) is None
     True
 """
@@ -74,7 +74,9 @@ def is_local(api_base: str | None) -> bool:
 @dataclass
 class Breaker:
     """Consecutive-failure circuit breaker (see the module docstring); time is passed in so
-    that it is testable without sleeping."""
+    that it is testable without sleeping. :meth:`check` only looks; :meth:`admit` also claims
+    the probe of a half-open breaker, which :meth:`success`, :meth:`failure` or
+    :meth:`release_probe` (a probe that made no call: cancelled, no slot) gives back."""
 
     failures: int = 3
     cooldown_s: float = 5.0
@@ -82,36 +84,54 @@ class Breaker:
     last: str = ""
     opened_at: float | None = None
     current_cooldown_s: float = 0.0
-    probing: bool = False
+    probe: object | None = None  # the token of the call that is the probe, while it runs
+
+    @property
+    def probing(self) -> bool:
+        return self.probe is not None
 
     def check(self, now: float | None = None) -> str | None:
-        """None when a call may go ahead; else the reason to abstain at once."""
+        """None when a call may go ahead now (closed, or half-open with the probe free); else
+        the reason to abstain at once. Changes nothing."""
         if self.opened_at is None:
             return None
         now = time.monotonic() if now is None else now
         wait = self.opened_at + self.current_cooldown_s - now
-        if wait <= 0 and not self.probing:
-            self.probing = True  # half-open: this call is the probe
+        if wait <= 0 and self.probe is None:
             return None
         return (f"endpoint unhealthy: {self.count} consecutive failures, last: {self.last}; "
                 f"next try in {max(wait, 0.0):.1f}s")
 
+    def admit(self, token: object, now: float | None = None) -> str | None:
+        """:meth:`check`, claiming the probe for ``token`` when the breaker is half-open."""
+        reason = self.check(now)
+        if reason is None and self.opened_at is not None:
+            self.probe = token  # half-open: this call is the probe
+        return reason
+
+    def release_probe(self, token: object) -> None:
+        """Give back a probe that ended without a verdict on the endpoint."""
+        if self.probe is token:
+            self.probe = None
+
     def success(self) -> None:
-        self.count, self.opened_at, self.probing, self.current_cooldown_s = 0, None, False, 0.0
+        self.count, self.opened_at, self.probe, self.current_cooldown_s = 0, None, None, 0.0
 
     def failure(self, reason: str, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
         self.count += 1
         self.last = reason[:160]
-        if self.probing or (self.opened_at is None and self.count >= self.failures):
+        probing = self.probe is not None
+        if probing or (self.opened_at is None and self.count >= self.failures):
             self.current_cooldown_s = (min(self.current_cooldown_s * 2, MAX_COOLDOWN_S)
-                                       if self.probing else self.cooldown_s)
-            self.opened_at, self.probing = now, False
+                                       if probing else self.cooldown_s)
+            self.opened_at, self.probe = now, None
 
 
 @dataclass
 class Endpoint:
-    """The shared state of one endpoint in one process (see the module docstring)."""
+    """The shared state of one endpoint in one process and event loop (see the module
+    docstring). Its limits are fixed when it is first used (:func:`declare`)."""
 
     key: str
     max_in_flight: int | None = None
@@ -130,16 +150,6 @@ class Endpoint:
         if self.requests_per_minute:
             self.limiter = AsyncLimiter(self.requests_per_minute, 60.0)
 
-    def tighten(self, max_in_flight: int | None, requests_per_minute: float | None) -> None:
-        """Judges that share an endpoint but declare different limits get the smallest."""
-        if max_in_flight and (self.max_in_flight is None or max_in_flight < self.max_in_flight):
-            self.max_in_flight = max_in_flight
-            self.slots = asyncio.Semaphore(max_in_flight)
-        if requests_per_minute and (self.requests_per_minute is None
-                                    or requests_per_minute < self.requests_per_minute):
-            self.requests_per_minute = requests_per_minute
-            self.limiter = AsyncLimiter(requests_per_minute, 60.0)
-
     def breaker(self, model: str) -> Breaker:
         """The circuit breaker of ``model`` on this endpoint."""
         b = self.breakers.get(model)
@@ -147,77 +157,112 @@ class Endpoint:
             b = self.breakers[model] = Breaker(failures=self.failures, cooldown_s=self.cooldown_s)
         return b
 
-    async def acquire(self, timeout_s: float, breaker: Breaker | None = None) -> Lease | str:
-        """Wait for a slot and the rate limit, at most ``timeout_s``: a :class:`Lease` to
-        release when the call is over, or the reason why not (the caller abstains with it).
-        An open ``breaker`` refuses at once, before and after the wait."""
-        reason = breaker.check() if breaker else None
+    async def acquire(self, deadline: float, breaker: Breaker | None = None) -> Lease | str:
+        """Wait for a slot and the rate limit until ``deadline`` (``time.perf_counter()``): a
+        :class:`Lease` to release when the call is over, or the reason why not (the caller
+        abstains with it). An open ``breaker`` refuses at once, before and after the wait; a
+        half-open one makes this call its probe (the lease gives the probe back if the call
+        ends without a verdict). A refusal or a cancellation keeps neither slot nor probe."""
+        token = object()
+        reason = breaker.admit(token) if breaker else None
         if reason is not None:
             return reason
-        probe = breaker is not None and breaker.probing
-        start = time.perf_counter()
         slots = self.slots
-        if slots is not None:
-            try:
-                await asyncio.wait_for(slots.acquire(), timeout_s)
-            except TimeoutError:
-                return (f"no free slot on {self.key} within {timeout_s:g}s "
-                        f"(max_in_flight {self.max_in_flight}; raise it if the server has more "
-                        "slots, or lower the scenario's concurrency)")
-        if self.limiter is not None:
-            left = timeout_s - (time.perf_counter() - start)
-            try:
-                await asyncio.wait_for(self.limiter.acquire(), max(left, 0.001))
-            except TimeoutError:
-                if slots is not None:
-                    slots.release()
-                return (f"rate limit of {self.key} ({self.requests_per_minute:g} requests per "
-                        f"minute) left no room within {timeout_s:g}s")
-        # The breaker may have opened while this call waited (unless this call is its probe).
-        reason = breaker.check() if breaker and not probe else None
-        if reason is not None:
+        taken = leased = False
+        try:
             if slots is not None:
-                slots.release()
-            return reason
-        self.in_flight += 1
-        self.calls += 1
-        return Lease(self, slots)
+                try:
+                    async with asyncio.timeout_at(_loop_time(deadline)):
+                        await slots.acquire()
+                    taken = True
+                except TimeoutError:
+                    return (f"no free slot on {self.key} within the judge's queue_timeout_s "
+                            f"(max_in_flight {self.max_in_flight}; raise it if the server has "
+                            "more slots, or lower the scenario's concurrency)")
+            if self.limiter is not None:
+                try:
+                    async with asyncio.timeout_at(_loop_time(deadline)):
+                        await self.limiter.acquire()
+                except TimeoutError:
+                    return (f"rate limit of {self.key} ({self.requests_per_minute:g} requests "
+                            "per minute) left no room in time")
+            # The breaker may have opened while this call waited (unless this call is its probe).
+            if breaker is not None and breaker.probe is not token:
+                reason = breaker.check()
+                if reason is not None:
+                    return reason
+            self.in_flight += 1
+            self.calls += 1
+            leased = True
+            return Lease(self, slots if taken else None, breaker, token)
+        finally:
+            if not leased:
+                if taken and slots is not None:
+                    slots.release()
+                if breaker is not None:
+                    breaker.release_probe(token)
+
+
+def _loop_time(deadline: float) -> float:
+    """A ``time.perf_counter()`` deadline on the running loop's clock."""
+    return asyncio.get_running_loop().time() + (deadline - time.perf_counter())
 
 
 @dataclass
 class Lease:
-    """One call's hold on an endpoint: its slot (the semaphore it was taken from, which a later
-    :meth:`Endpoint.tighten` may have replaced)."""
+    """One call's hold on an endpoint: its slot (the semaphore it was taken from) and, when the
+    call is its breaker's probe, the probe."""
 
     endpoint: Endpoint
     slots: asyncio.Semaphore | None
+    breaker: Breaker | None = None
+    token: object | None = None
     released: bool = False
 
     def release(self) -> None:
+        """Give the slot back, and the probe if the call left the breaker undecided."""
         if not self.released:
             self.released = True
             self.endpoint.in_flight -= 1
             if self.slots is not None:
                 self.slots.release()
+            if self.breaker is not None:
+                self.breaker.release_probe(self.token)
+
+
+_DECLARED: dict[str, tuple[int | None, int | None, float | None]] = {}
+"""Per endpoint key: the smallest declared max_in_flight, the default one, the smallest
+requests per minute (plain values, no event loop needed: judges declare when they are built)."""
+
+
+def declare(key: str, *, max_in_flight: int | None, default_max_in_flight: int | None,
+            requests_per_minute: float | None) -> None:
+    """Record one judge's limits for ``key``; the endpoint, made on first use, takes the
+    smallest declared ``max_in_flight`` (else the default) and the smallest rate."""
+    d, dflt, rpm = _DECLARED.get(key, (None, None, None))
+    if max_in_flight:
+        d = max_in_flight if d is None else min(d, max_in_flight)
+    if default_max_in_flight:
+        dflt = default_max_in_flight if dflt is None else min(dflt, default_max_in_flight)
+    if requests_per_minute:
+        rpm = requests_per_minute if rpm is None else min(rpm, requests_per_minute)
+    _DECLARED[key] = (d, dflt, rpm)
 
 
 _ENDPOINTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Endpoint]] = (
     weakref.WeakKeyDictionary())
 
 
-def endpoint_for(key: str, *, max_in_flight: int | None, requests_per_minute: float | None,
-                 failures: int, cooldown_s: float) -> Endpoint:
-    """The running event loop's :class:`Endpoint` for ``key``, created on first use (asyncio
-    primitives belong to one loop: a test's or a benchmark's second ``asyncio.run`` gets fresh
-    ones)."""
+def endpoint_for(key: str, *, failures: int, cooldown_s: float) -> Endpoint:
+    """The running event loop's :class:`Endpoint` for ``key``, made on first use with the
+    limits the judges declared (:func:`declare`). asyncio primitives belong to one loop: a
+    test's or a benchmark's second ``asyncio.run`` gets fresh ones."""
     loop = asyncio.get_running_loop()
     table = _ENDPOINTS.setdefault(loop, {})
     ep = table.get(key)
     if ep is None:
-        ep = table[key] = Endpoint(key, max_in_flight, requests_per_minute, failures,
-                                   cooldown_s)
-    else:
-        ep.tighten(max_in_flight, requests_per_minute)
+        declared, default, rpm = _DECLARED.get(key, (None, None, None))
+        ep = table[key] = Endpoint(key, declared or default, rpm, failures, cooldown_s)
     return ep
 
 

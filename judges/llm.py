@@ -58,6 +58,7 @@ from judges.endpoint import (
     LOCAL_MAX_IN_FLIGHT,
     Breaker,
     Lease,
+    declare,
     endpoint_for,
     endpoint_key,
     is_local,
@@ -544,23 +545,29 @@ class LLMJudge:
         self._litellm = _litellm()  # at build time (actor __init__), not on the first call
         self._rng = random.Random(spec.name)  # backoff jitter, deterministic per judge
         lm = self._litellm
+        found_base: str | None = None
         try:
-            served, provider, _, _ = lm.get_llm_provider(spec.model, api_base=spec.api_base)
+            served, provider, _, found_base = lm.get_llm_provider(spec.model,
+                                                                  api_base=spec.api_base)
         except Exception:  # noqa: BLE001 - litellm does not know it: its call will say why
             served, provider = spec.model, spec.model.partition("/")[0]
         self.provider: str = provider
         self._served: str = served
         info = _model_info(lm, spec.model)
+        # Where the lean path would send the call: the spec's api_base, else what litellm found
+        # (HOSTED_VLLM_API_BASE, OPENAI_BASE_URL, ...), else OpenAI itself, for openai/ only.
+        base = spec.api_base or found_base or (os.environ.get("OPENAI_BASE_URL")
+                                               if provider == "openai" else None)
         self.client: Client = spec.client
         if self.client == "auto":
-            lean = provider in HTTP_PROVIDERS and spec.extra.keys() <= HTTP_BODY_KEYS
+            lean = (provider in HTTP_PROVIDERS and spec.extra.keys() <= HTTP_BODY_KEYS
+                    and (base is not None or provider == "openai"))
             self.client = "http" if lean else "litellm"
         prices = None
         if info.get("input_cost_per_token") is not None:
             prices = (float(info["input_cost_per_token"]),
                       float(info.get("output_cost_per_token") or 0.0))
-        base = spec.api_base or (os.environ.get("OPENAI_BASE_URL") if provider == "openai"
-                                 else None)
+        self._base = base
         self._http = OpenAIHTTP(base, served, prices) if self.client == "http" else None
         self.format: ResponseFormat = spec.format()
         if self.format == "auto":
@@ -570,8 +577,13 @@ class LLMJudge:
         # A declared window is the whole context (prompt and reply, llama.cpp's -c).
         self._room = (self.window - (spec.max_tokens if spec.context_window else 0)
                       if self.window else None)
-        self._rpm = spec.requests_per_minute or info.get("rpm")
         self._endpoint_key = endpoint_key(spec.api_base, provider)
+        declare(self._endpoint_key, max_in_flight=spec.endpoint_max_in_flight,
+                default_max_in_flight=spec.endpoint_limit(),
+                requests_per_minute=spec.requests_per_minute or info.get("rpm"))
+        if spec.max_in_flight:
+            declare(f"judge {spec.name}", max_in_flight=spec.max_in_flight,
+                    default_max_in_flight=None, requests_per_minute=None)
         self._system = {False: system_message(spec, False), True: system_message(spec, True)}
         self._ids = tuple(p.id for p in spec.principles)
         self._schemas: dict[tuple[str, ...], dict[str, Any]] = {}
@@ -605,11 +617,12 @@ class LLMJudge:
         leases: list[Lease] = []
         endpoints = self._endpoints()
         breaker = endpoints[-1].breaker(self._served)
+        # One deadline for every wait (the judge's own slots, then the endpoint's).
+        queue_deadline = start + (spec.queue_timeout_s if spec.limited() else spec.timeout_s)
         try:
-            for ep in endpoints:  # the judge's own limit, then its endpoint's
-                lease = await ep.acquire(spec.queue_timeout_s if spec.limited()
-                                         else max(start + spec.timeout_s - time.perf_counter(),
-                                                  0.001), breaker)
+            for i, ep in enumerate(endpoints):
+                lease = await ep.acquire(queue_deadline,
+                                         breaker if i == len(endpoints) - 1 else None)
                 if isinstance(lease, str):
                     kind: AbstainKind = ("provider_error"
                                          if lease.startswith("endpoint unhealthy")
@@ -650,8 +663,8 @@ class LLMJudge:
             return (key, None) if key else (None, spec.api_key_env)
         if spec.api_base:
             return None, None  # a local server or a proxy: no key unless one is named
-        if self.client == "http":  # OpenAI itself, as litellm would find its key
-            key = os.environ.get("OPENAI_API_KEY")
+        if self.client == "http" and self.provider == "openai" and not self.spec.api_base:
+            key = os.environ.get("OPENAI_API_KEY")  # OpenAI itself, as litellm finds its key
             return (key, None) if key else (None, "OPENAI_API_KEY")
         return None, None  # litellm finds the provider's default variable
 
@@ -695,14 +708,12 @@ class LLMJudge:
             return None
 
     def _endpoints(self) -> list[Any]:
+        """The judge's own limit (when it has one), then its endpoint."""
         spec = self.spec
         out = []
         if spec.max_in_flight:
-            out.append(endpoint_for(f"judge {spec.name}", max_in_flight=spec.max_in_flight,
-                                    requests_per_minute=None, failures=2**31, cooldown_s=1.0))
-        out.append(endpoint_for(self._endpoint_key, max_in_flight=spec.endpoint_limit(),
-                                requests_per_minute=self._rpm,
-                                failures=spec.breaker_failures,
+            out.append(endpoint_for(f"judge {spec.name}", failures=2**31, cooldown_s=1.0))
+        out.append(endpoint_for(self._endpoint_key, failures=spec.breaker_failures,
                                 cooldown_s=spec.breaker_cooldown_s))
         return out
 
@@ -738,6 +749,7 @@ class LLMJudge:
         while True:
             left = deadline - time.perf_counter()
             timeout = min(spec.call_timeout_s, max(left, 0.01))
+            used = self.format
             try:
                 done = await self._once(self._body(messages, labels), api_key, timeout)
                 breaker.success()
@@ -745,7 +757,7 @@ class LLMJudge:
             except JudgeError as exc:
                 err = exc
             err.args = (scrub(str(err), secrets)[:300],)
-            if self._refused_format(err):
+            if self._refused_format(err, used):
                 breaker.success()  # it answered: the endpoint is up
                 continue
             if err.unhealthy:
@@ -761,10 +773,10 @@ class LLMJudge:
                                "retry_timeouts is off") + ")",)
             delay = spec.retry_backoff_s * 2**attempt * (0.75 + 0.5 * self._rng.random())
             delay = max(delay, err.retry_after_s or 0.0)
-            retry = err.retryable and (err.kind != "timeout" or spec.retry_timeouts)
-            blocked = breaker.check() if retry else None
-            if (not retry or blocked or attempt >= spec.retries
-                    or time.perf_counter() + delay >= deadline):
+            retry = (err.retryable and (err.kind != "timeout" or spec.retry_timeouts)
+                     and attempt < spec.retries and time.perf_counter() + delay < deadline)
+            blocked = breaker.check() if retry else None  # looks only: claims no probe
+            if not retry or blocked:
                 if blocked:
                     err.args = (f"{err.args[0]}; {blocked}",)
                 if attempt:
@@ -773,13 +785,13 @@ class LLMJudge:
             await asyncio.sleep(delay)
             attempt += 1
 
-    def _refused_format(self, err: JudgeError) -> bool:
+    def _refused_format(self, err: JudgeError, used: ResponseFormat) -> bool:
         """Step the response format down (``auto`` only) when the server refused it: an HTTP
         error naming the format and saying it is not supported or invalid. llama-cpp-python's
         server answers a json_schema format with a 500 validation error, hence any status."""
         text = str(err).lower()
-        if (err.status is None or err.status < 400 or self.format == "text"
-                or self.spec.format() != "auto"
+        if (err.status is None or err.status < 400 or used == "text"
+                or self.spec.format() != "auto" or "response_format" in self.spec.extra
                 or not any(w in text for w in ("response_format", "json_schema",
                                                "json_object", "response format"))
                 or not any(w in text for w in ("not support", "unsupported", "does not support",
@@ -787,7 +799,8 @@ class LLMJudge:
                                                "not allowed", "not permitted", "should be",
                                                "validation error", "extra inputs"))):
             return False
-        self.format = _FORMATS[_FORMATS.index(self.format) + 1]
+        if self.format == used:  # concurrent refusals of one format step down once
+            self.format = _FORMATS[_FORMATS.index(used) + 1]
         return True
 
     async def _once(self, body: dict[str, Any], api_key: str | None,
@@ -834,7 +847,7 @@ class LLMJudge:
 
     def _secrets(self) -> list[str]:
         names = [*self.spec.requires_env, self.spec.api_key_env]
-        if self.client == "http" and not self.spec.api_base and not self.spec.api_key_env:
+        if self.client == "http" and self.provider == "openai" and not self.spec.api_base:
             names.append("OPENAI_API_KEY")
         return [v for n in names if n and (v := os.environ.get(n))]
 

@@ -98,6 +98,7 @@ async def _close_at_shutdown(s: aiohttp.ClientSession) -> AsyncGenerator[None, N
         yield
     finally:
         await s.close()
+        _SESSIONS.pop(asyncio.get_running_loop(), None)  # the session held the loop
 
 
 class OpenAIHTTP:
@@ -132,6 +133,11 @@ class OpenAIHTTP:
         except aiohttp.ClientError as exc:
             raise JudgeError(f"APIConnectionError: {type(exc).__name__}: {exc}"[:300],
                              unhealthy=True) from None
+        except OSError as exc:  # a socket error aiohttp did not wrap
+            raise JudgeError(f"APIConnectionError: {type(exc).__name__}: {exc}"[:300],
+                             unhealthy=True) from None
+        except Exception as exc:  # noqa: BLE001 - e.g. aiohttp refusing the URL: a config error
+            raise JudgeError(f"{type(exc).__name__}: {exc}"[:300], retryable=False) from None
         if status >= 400:
             raise _status_error(status, raw, retry_after)
         try:
@@ -190,4 +196,5 @@ def _status_error(status: int, raw: bytes, retry_after: str | None) -> JudgeErro
     text = f"{name}: HTTP {status}" + (f" {code}" if code else "") + f": {message}"
     return JudgeError(text[:300], retryable=retryable,
                       kind="timeout" if status == 408 else "provider_error",
-                      unhealthy=status >= 500, status=status, retry_after_s=after)
+                      unhealthy=status >= 500 or status == 408, status=status,
+                      retry_after_s=after)

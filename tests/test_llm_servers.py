@@ -42,6 +42,14 @@ def srv():
 
 
 @pytest.fixture
+def own():
+    """A server of its own: an endpoint's limits are fixed when it is first used, from what
+    its judges declared (the smallest declared wins), so limit tests need fresh endpoints."""
+    with LoopbackLLM() as s:
+        yield s
+
+
+@pytest.fixture
 def key(monkeypatch: pytest.MonkeyPatch) -> str:
     value = "sk-servers-" + secrets.token_hex(12)
     monkeypatch.setenv(KEY_ENV, value)
@@ -149,19 +157,19 @@ def test_read_verdict_paths(reply, ids, path, cited):
 
 # ------------------------------------------------------------------ slots, limits and health
 @aio
-async def test_a_single_slot_server_serves_queued_calls_without_timeouts(srv):
-    srv.max_active = srv.max_waiting = 0
+async def test_a_single_slot_server_serves_queued_calls_without_timeouts(own):
+    own.max_active = own.max_waiting = 0
     # Default limits: a loopback api_base gets one call in flight. Eight calls of 0.15 s take
     # 1.2 s in all, longer than a call's budget of 0.6 s: the wait for the slot must not count.
     spec = {"endpoint_max_in_flight": None, "timeout_s": 0.6, "call_timeout_s": 0.5}
-    judge, alias = judge_for(srv, "single_slot:0.15", **spec)
+    judge, alias = judge_for(own, "single_slot:0.15", **spec)
     assert judge.spec.endpoint_limit() == 1 and judge.spec.max_wait_s() > 300
     t0 = time.perf_counter()
     votes = await asyncio.gather(*(judge.judge(REQ, CLEAN) for _ in range(8)))
     assert [v.abstain_kind for v in votes] == [None] * 8
     assert time.perf_counter() - t0 >= 8 * 0.15
-    assert srv.calls[alias] == 8  # no more server requests than judge calls
-    assert srv.max_active == 1 and srv.max_waiting == 0  # the server never queued one
+    assert own.calls[alias] == 8  # no more server requests than judge calls
+    assert own.max_active == 1 and own.max_waiting == 0  # the server never queued one
 
 
 @aio
@@ -175,26 +183,26 @@ async def test_without_the_limit_the_same_calls_time_out_in_the_servers_queue():
 
 
 @aio
-async def test_judges_on_one_endpoint_share_its_slots(srv):
-    srv.max_active = 0
-    a, _ = judge_for(srv, "single_slot:0.05", endpoint_max_in_flight=None)
-    b, _ = judge_for(srv, "single_slot:0.05", endpoint_max_in_flight=None)
+async def test_judges_on_one_endpoint_share_its_slots(own):
+    own.max_active = 0
+    a, _ = judge_for(own, "single_slot:0.05", endpoint_max_in_flight=None)
+    b, _ = judge_for(own, "single_slot:0.05", endpoint_max_in_flight=None)
     votes = await asyncio.gather(*(j.judge(REQ, CLEAN) for j in (a, b) for _ in range(3)))
-    assert all(v.label == "accept" for v in votes) and srv.max_active == 1
+    assert all(v.label == "accept" for v in votes) and own.max_active == 1
 
 
 @aio
-async def test_a_judges_own_limit(srv):
-    srv.max_active = 0
-    judge, _ = judge_for(srv, "single_slot:0.05", max_in_flight=2, endpoint_max_in_flight=50)
+async def test_a_judges_own_limit(own):
+    own.max_active = 0
+    judge, _ = judge_for(own, "single_slot:0.05", max_in_flight=2, endpoint_max_in_flight=50)
     votes = await asyncio.gather(*(judge.judge(REQ, CLEAN) for _ in range(4)))
     assert all(v.label == "accept" for v in votes)
-    assert srv.max_waiting <= 1  # two in flight: at most one waits in the server
+    assert own.max_waiting <= 1  # two in flight: at most one waits in the server
 
 
 @aio
-async def test_a_queue_that_does_not_move_abstains_with_its_own_reason(srv):
-    judge, _ = judge_for(srv, "slow:2", endpoint_max_in_flight=1, queue_timeout_s=0.3,
+async def test_a_queue_that_does_not_move_abstains_with_its_own_reason(own):
+    judge, _ = judge_for(own, "slow:2", endpoint_max_in_flight=1, queue_timeout_s=0.3,
                          call_timeout_s=1.0, timeout_s=1.0)
     first, second = await asyncio.gather(judge.judge(REQ, CLEAN), judge.judge(REQ, CLEAN))
     assert first.abstain_kind == second.abstain_kind == "timeout"
@@ -202,11 +210,10 @@ async def test_a_queue_that_does_not_move_abstains_with_its_own_reason(srv):
 
 
 @aio
-async def test_a_published_rate_limit_spaces_calls(srv):
-    judge, _ = judge_for(srv, "valid", requests_per_minute=120, endpoint_max_in_flight=None)
+async def test_a_published_rate_limit_spaces_calls(own):
+    judge, _ = judge_for(own, "valid", requests_per_minute=120, endpoint_max_in_flight=None)
     # aiolimiter lets the bucket's 120 through at once, then two per second: drain it first
-    ep = endpoint_for(judge._endpoint_key, max_in_flight=None, requests_per_minute=120,
-                      failures=3, cooldown_s=1.0)
+    ep = endpoint_for(judge._endpoint_key, failures=3, cooldown_s=1.0)
     assert ep.limiter is not None
     for _ in range(120):
         await ep.limiter.acquire()
@@ -245,10 +252,13 @@ async def test_a_server_that_is_down_opens_the_breaker_and_recovers():
 def test_the_breaker_doubles_its_cooldown_on_a_failed_probe():
     b = Breaker(failures=1, cooldown_s=1.0)
     b.failure("refused", now=0.0)
-    assert b.check(now=0.5) is not None and b.check(now=1.1) is None  # the probe goes
-    assert b.check(now=1.2) is not None  # one probe at a time
+    assert b.admit("p1", now=0.5) is not None and b.admit("p1", now=1.1) is None  # the probe
+    assert b.admit("p2", now=1.2) is not None  # one probe at a time
     b.failure("refused", now=1.2)
     assert b.check(now=2.5) is not None and b.check(now=3.3) is None  # 2 s now
+    assert b.admit("p3", now=3.3) is None
+    b.release_probe("p3")  # a probe that made no call gives the probe back...
+    assert b.admit("p4", now=3.4) is None  # ...so the next call probes, not waits forever
 
 
 @aio
@@ -321,7 +331,8 @@ async def test_truncation_when_declared(srv):
 @aio
 async def test_the_judges_own_timeout_reason_survives_its_host(srv):
     spec = LLMJudgeSpec(name="slowpoke", model=f"openai/s{next(_n)}", api_base=srv.base_url,
-                        timeout_s=0.5, call_timeout_s=5.0, endpoint_max_in_flight=8)
+                        timeout_s=0.5, call_timeout_s=5.0, endpoint_max_in_flight=8,
+                        queue_timeout_s=0.01)  # the host's bound: 0.5 + 0.01 + 0.5 s
     srv.script[spec.model.removeprefix("openai/")] = "slow:3"
     host = JudgeHostImpl([(spec, None)])
     (vote,) = await host.judge_batch(REQ, [("slowpoke", "a")])
@@ -389,3 +400,78 @@ def test_which_client_auto_picks():
                 extra={"extra_headers": {"X": "1"}}) == "litellm"  # litellm's own argument
     assert pick(model="openai/x", api_base="http://127.0.0.1:1/v1",
                 extra={"top_p": 0.9, "seed": 1}) == "http"
+
+
+# ------------------------------------------------------------------ what a review found
+@aio
+async def test_a_judge_with_its_own_limit_still_probes_and_recovers():
+    down = LoopbackLLM().start()
+    base = down.base_url
+    down.stop()
+    alias = f"s{next(_n)}-valid"
+    judge = LLMJudge(LLMJudgeSpec(name=f"own-limit-{alias}", model=f"openai/{alias}",
+                                  api_base=base, retries=0, max_in_flight=2,
+                                  breaker_failures=1, breaker_cooldown_s=0.2))
+    assert (await judge.judge(REQ, CLEAN)).abstain_kind == "provider_error"  # opens it
+    down.start()
+    try:
+        await asyncio.sleep(0.3)
+        assert (await judge.judge(REQ, CLEAN)).label == "accept"  # the probe went out
+    finally:
+        down.stop()
+
+
+@aio
+async def test_a_call_cancelled_while_it_waits_keeps_neither_slot_nor_probe():
+    ep = endpoint_for(f"test-cancel-{next(_n)}", failures=1, cooldown_s=0.01)
+    ep.slots = asyncio.Semaphore(1)
+    ep.limiter = __import__("aiolimiter").AsyncLimiter(1, 60.0)
+    await ep.limiter.acquire()  # the bucket is empty: the next call waits a minute
+    breaker = ep.breaker("m")
+    breaker.failure("refused")
+    await asyncio.sleep(0.02)  # half-open: the next call is the probe
+    task = asyncio.ensure_future(ep.acquire(time.perf_counter() + 30, breaker))
+    await asyncio.sleep(0.05)
+    assert breaker.probing  # it holds the probe while it waits for the rate limit
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert ep.slots._value == 1 and not breaker.probing  # nothing kept
+
+
+@aio
+async def test_a_probe_that_ends_without_a_verdict_gives_the_probe_back():
+    ep = endpoint_for(f"test-probe-{next(_n)}", failures=1, cooldown_s=0.01)
+    breaker = ep.breaker("m")
+    breaker.failure("refused")
+    await asyncio.sleep(0.02)
+    lease = await ep.acquire(time.perf_counter() + 1, breaker)
+    assert not isinstance(lease, str) and breaker.probing
+    lease.release()  # e.g. the host cancelled the call
+    assert not breaker.probing and breaker.check() is None  # the next call may probe
+
+
+@aio
+async def test_hosted_vllm_goes_where_litellm_would_send_it(srv, monkeypatch):
+    real = "sk-proj-" + secrets.token_hex(16)
+    monkeypatch.setenv("OPENAI_API_KEY", real)
+    monkeypatch.delenv("HOSTED_VLLM_API_BASE", raising=False)
+    nowhere = LLMJudge(LLMJudgeSpec(name="v0", model="hosted_vllm/x"))
+    assert nowhere.client == "litellm" and nowhere._http is None  # never OpenAI's URL
+    alias = f"s{next(_n)}-valid"
+    srv.script[alias] = "valid"
+    monkeypatch.setenv("HOSTED_VLLM_API_BASE", srv.base_url)
+    judge = LLMJudge(LLMJudgeSpec(name="v1", model=f"hosted_vllm/{alias}",
+                                  endpoint_max_in_flight=8))
+    assert judge.client == "http" and judge._http is not None
+    assert judge._http.url.startswith(srv.base_url)
+    assert (await judge.judge(REQ, CLEAN)).label == "accept"
+    assert real not in srv.auth[alias]
+
+
+@aio
+async def test_concurrent_refusals_step_the_format_down_once(own):
+    judge, _ = judge_for(own, "no_schema", endpoint_max_in_flight=8)
+    votes = await asyncio.gather(*(judge.judge(REQ, CLEAN) for _ in range(4)))
+    assert all(v.label == "accept" for v in votes)
+    assert judge.format == "json_object_schema"  # not text: four refusals of one format
