@@ -33,10 +33,11 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import functools
+import ipaddress
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import urlsplit
 
 from aiolimiter import AsyncLimiter
@@ -49,6 +50,7 @@ a single-label host name such as ``ollama``): llama.cpp's and Ollama's servers s
 request per slot, and a request queued inside the server times out unseen."""
 
 
+@functools.lru_cache(maxsize=256)
 def is_local(api_base: str | None) -> bool:
     """True for an ``api_base`` on this machine or a private network.
 
@@ -59,8 +61,6 @@ def is_local(api_base: str | None) -> bool:
     """
     if not api_base:
         return False
-    import ipaddress
-
     host = (urlsplit(api_base if "//" in api_base else f"//{api_base}").hostname or "").lower()
     if host in ("localhost", "") or host.endswith((".local", ".localhost", ".internal")):
         return True
@@ -283,10 +283,3 @@ def endpoint_key(api_base: str | None, provider: str) -> str:
     port = f":{parts.port}" if parts.port else ""
     return f"{parts.scheme}://{host}{port}{parts.path.rstrip('/')}"
 
-
-def stats(loop: Any = None) -> dict[str, dict[str, Any]]:
-    """Calls made and breaker state per endpoint of ``loop`` (the running one by default)."""
-    loop = loop or asyncio.get_running_loop()
-    return {k: {"calls": e.calls, "in_flight": e.in_flight, "max_in_flight": e.max_in_flight,
-                "open": sorted(m for m, b in e.breakers.items() if b.opened_at is not None)}
-            for k, e in _ENDPOINTS.get(loop, {}).items()}

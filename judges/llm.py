@@ -142,8 +142,9 @@ class LLMJudgeSpec(JudgeSpecBase):
         default="auto", description="How the verdict's shape is asked for: json_schema (the "
         "verdict schema, its enums built per request: labels and principle ids), "
         "json_object_schema (the same schema as {type: json_object, schema: ...}, the form "
-        "llama-cpp-python's server takes), json_object, or text (the prompt only). auto: json_schema for an api_base and for models litellm "
-        "says support it, else json_object where supported, else text; a provider that says it "
+        "llama-cpp-python's server takes), json_object, or text (the prompt only). auto: "
+        "json_schema for an api_base and for models litellm says support it, else json_object "
+        "where supported, else text; a provider that says it "
         "does not support the format gets the next one (once per judge). A declared format is "
         "kept as declared. extra.response_format overrides all.")
     json_mode: bool = Field(default=True, description="false is short for response_format: "
