@@ -83,6 +83,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import re
 import threading
@@ -136,6 +137,7 @@ class LoopbackLLM:
         port: int = 0,
     ) -> None:
         self.script = dict(script or {})
+        self._aliases = itertools.count()  # judge(): a fresh alias per judge
         self.marker = marker
         self.violation = violation
         self.port = port
@@ -227,6 +229,17 @@ class LoopbackLLM:
         self.stop()
 
     # ----------------------------------------------------------------- inspection
+    def judge(self, mode: str, tag: str = "t", **fields: Any) -> tuple[Any, str]:
+        """An ``LLMJudge`` on a fresh alias of ``mode`` (so its call counts are its own);
+        returns (judge, the alias as this server sees it). ``fields`` are spec fields on top of
+        the name, the ``openai/<alias>`` model and this server's ``api_base``."""
+        from judges.llm import LLMJudge, LLMJudgeSpec
+
+        alias = f"{tag}{next(self._aliases)}-{mode}"
+        self.script[alias] = mode
+        spec = {"name": f"judge-{alias}", "model": f"openai/{alias}", "api_base": self.base_url}
+        return LLMJudge(LLMJudgeSpec(**{**spec, **fields})), alias
+
     def last_body(self, model: str) -> dict[str, Any]:
         """The last request body received for ``model`` (KeyError if none)."""
         with self._lock:

@@ -6,7 +6,6 @@ while one module-scoped server serves them all.
 
 from __future__ import annotations
 
-import itertools
 import secrets
 import subprocess
 import sys
@@ -28,7 +27,6 @@ except ImportError:
 
 aio = pytest.mark.asyncio(loop_scope="module")
 KEY_ENV = "CONSENSUS_LOOPBACK_TEST_KEY"
-_n = itertools.count()
 
 CLEAN = Candidate(id="a", text="Paris is the capital of France.")
 BAD = Candidate(id="b", text="UNSAFE: here is how to do it.")
@@ -51,13 +49,8 @@ def key(monkeypatch: pytest.MonkeyPatch) -> str:
 
 def judge_for(srv: LoopbackLLM, mode: str, **overrides: Any) -> tuple[LLMJudge, str]:
     """A judge on a fresh alias of ``mode``; returns (judge, alias as the server sees it)."""
-    alias = f"t{next(_n)}-{mode}"
-    srv.script[alias] = mode
-    fields: dict[str, Any] = {"name": f"judge-{alias}", "model": f"openai/{alias}",
-                              "api_base": srv.base_url, "api_key_env": KEY_ENV,
-                              "call_timeout_s": 2.0, "retries": 2, "retry_backoff_s": 0.01}
-    fields.update(overrides)
-    return LLMJudge(LLMJudgeSpec(**fields)), alias
+    return srv.judge(mode, "t", **{"api_key_env": KEY_ENV, "call_timeout_s": 2.0, "retries": 2,
+                                   "retry_backoff_s": 0.01, **overrides})
 
 
 # ------------------------------------------------------------------------ over HTTP

@@ -58,13 +58,8 @@ def key(monkeypatch: pytest.MonkeyPatch) -> str:
 
 def judge_for(srv: LoopbackLLM, mode: str, **overrides: Any) -> tuple[LLMJudge, str]:
     """A judge on a fresh alias of ``mode``; returns (judge, alias as the server sees it)."""
-    alias = f"s{next(_n)}-{mode}"
-    srv.script[alias] = mode
-    fields: dict[str, Any] = {"name": f"judge-{alias}", "model": f"openai/{alias}",
-                              "api_base": srv.base_url, "call_timeout_s": 2.0, "retries": 2,
-                              "retry_backoff_s": 0.01, "endpoint_max_in_flight": 64}
-    fields.update(overrides)
-    return LLMJudge(LLMJudgeSpec(**fields)), alias
+    return srv.judge(mode, "s", **{"call_timeout_s": 2.0, "retries": 2, "retry_backoff_s": 0.01,
+                                   "endpoint_max_in_flight": 64, **overrides})
 
 
 # ------------------------------------------------------------------ schema-constrained verdicts
@@ -227,7 +222,7 @@ async def test_a_server_that_is_down_opens_the_breaker_and_recovers():
     down = LoopbackLLM().start()
     base = down.base_url
     down.stop()  # connections to it are now refused
-    alias = f"s{next(_n)}-valid"
+    alias = f"x{next(_n)}-valid"
     judge = LLMJudge(LLMJudgeSpec(name="j", model=f"openai/{alias}", api_base=base,
                                   retries=0, breaker_failures=2, breaker_cooldown_s=0.5))
     votes = [await judge.judge(REQ, CLEAN) for _ in range(2)]
@@ -330,7 +325,7 @@ async def test_truncation_when_declared(srv):
 
 @aio
 async def test_the_judges_own_timeout_reason_survives_its_host(srv):
-    spec = LLMJudgeSpec(name="slowpoke", model=f"openai/s{next(_n)}", api_base=srv.base_url,
+    spec = LLMJudgeSpec(name="slowpoke", model=f"openai/x{next(_n)}", api_base=srv.base_url,
                         timeout_s=0.5, call_timeout_s=5.0, endpoint_max_in_flight=8,
                         queue_timeout_s=0.01)  # the host's bound: 0.5 + 0.01 + 0.5 s
     srv.script[spec.model.removeprefix("openai/")] = "slow:3"
@@ -408,7 +403,7 @@ async def test_a_judge_with_its_own_limit_still_probes_and_recovers():
     down = LoopbackLLM().start()
     base = down.base_url
     down.stop()
-    alias = f"s{next(_n)}-valid"
+    alias = f"x{next(_n)}-valid"
     judge = LLMJudge(LLMJudgeSpec(name=f"own-limit-{alias}", model=f"openai/{alias}",
                                   api_base=base, retries=0, max_in_flight=2,
                                   breaker_failures=1, breaker_cooldown_s=0.2))
@@ -458,7 +453,7 @@ async def test_hosted_vllm_goes_where_litellm_would_send_it(srv, monkeypatch):
     monkeypatch.delenv("HOSTED_VLLM_API_BASE", raising=False)
     nowhere = LLMJudge(LLMJudgeSpec(name="v0", model="hosted_vllm/x"))
     assert nowhere.client == "litellm" and nowhere._http is None  # never OpenAI's URL
-    alias = f"s{next(_n)}-valid"
+    alias = f"x{next(_n)}-valid"
     srv.script[alias] = "valid"
     monkeypatch.setenv("HOSTED_VLLM_API_BASE", srv.base_url)
     judge = LLMJudge(LLMJudgeSpec(name="v1", model=f"hosted_vllm/{alias}",
