@@ -11,6 +11,10 @@ One request, end to end:
 2. The votes form one :class:`Ballot` per subject; a ballot with fewer valid votes than the
    policy's quorum is "no consensus" without asking the strategy.
 3. The strategy decides each ballot; the :class:`Policy` maps decisions to an action.
+4. :class:`~consensus.interventions.Interventions` carries the action out: a revision or a
+   regeneration is judged by the panel again (a ballot of its own), an escalation goes to the
+   review hook. With ``policy.screen_input`` the prompt is screened first, and a prompt that
+   fails screening is blocked without a judge call.
 
 Learning strategies (those with ``fit``) are fitted on the ballots of the whole run before any
 decision is made (:meth:`Coordinator.run`).
@@ -35,7 +39,8 @@ import ray
 import structlog
 
 from consensus.errors import ConfigError
-from consensus.policy import Policy
+from consensus.interventions import Interventions
+from consensus.policy import Choice, Policy
 from consensus.types import AbstainKind, Ballot, Decision, Outcome, Request, Vote
 from judges.actor import plan_hosts, start_host, start_payloads
 from judges.base import JudgeSpecBase
@@ -231,21 +236,28 @@ def mask_gold(ballots: Sequence[Ballot], visible: Collection[str] = ()) -> list[
 
 
 class Coordinator:
-    """Panel + strategy + policy: decides requests.
+    """Panel + strategy + policy: decides requests, and carries the interventions out.
 
     Args:
         panel: Running judges (or anything with ``size`` and ``async poll(request)``).
         strategy: Aggregation strategy.
         policy: Quorum and intervention policy.
+        interventions: Generator, principle texts, input screen and escalation hook (default:
+            offline, no generator: a revise redacts located spans, a regenerate falls back).
+        constitution_version: Stamped on every outcome (hot reload replaces it).
     """
 
     def __init__(self, panel: Any, strategy: Strategy, policy: Policy | None = None, *,
-                 refit: bool = True, run_id: str = ""):
+                 refit: bool = True, run_id: str = "",
+                 interventions: Interventions | None = None,
+                 constitution_version: str | None = None):
         self.panel = panel
         self.strategy = strategy
         self.policy = policy or Policy()
         self.refit = refit  # False: the strategy was fitted beforehand (e.g. on labelled data)
         self.run_id = run_id  # stamped on every outcome
+        self.interventions = interventions or Interventions(self.policy)
+        self.constitution_version = constitution_version
 
     def aggregate(self, ballot: Ballot) -> Decision:
         """Quorum check, then the strategy."""
@@ -261,25 +273,56 @@ class Coordinator:
         return d if d.agreement is not None else d.model_copy(
             update={"agreement": agreement_of(ballot)})
 
+    def decide_ballots(self, request: Request, votes: Sequence[Vote]) -> list[Decision]:
+        """One decision per subject of ``request`` (quorum, then the strategy)."""
+        return [self.aggregate(b) for b in ballots_of(request, votes)]
+
     def conclude(self, request: Request, votes: Sequence[Vote], latency_s: float) -> Outcome:
-        """Turn one request's votes into an outcome (no I/O but one debug log line)."""
-        decisions = tuple(self.aggregate(b) for b in ballots_of(request, votes))
-        action, cid, text, reason = self.policy.decide_action(request, decisions, votes)
+        """Turn one request's votes into an outcome (no I/O but one debug log line); the
+        action is the policy's choice, not yet carried out (see :meth:`decide`)."""
+        return self._conclude(request, votes, latency_s)[0]
+
+    def _conclude(self, request: Request, votes: Sequence[Vote],
+                  latency_s: float) -> tuple[Outcome, Choice]:
+        decisions = tuple(self.decide_ballots(request, votes))
+        choice = self.policy.choose(request, decisions, votes)
         cost = sum(v.cost_usd for v in votes if v.cost_usd)
-        log.debug("decided", request_id=request.id, action=action, latency_s=round(latency_s, 4),
-                  abstained=sum(v.abstained for v in votes))
-        return Outcome(
-            request_id=request.id, run_id=self.run_id, action=action, accepted_candidate=cid,
-            output=text,
-            reason=reason, decisions=decisions, votes=tuple(votes), latency_s=latency_s,
-            cost_usd=cost,
+        log.debug("decided", request_id=request.id, action=choice.action,
+                  latency_s=round(latency_s, 4), abstained=sum(v.abstained for v in votes))
+        outcome = Outcome(
+            request_id=request.id, run_id=self.run_id, action=choice.action,
+            accepted_candidate=choice.candidate, output=choice.text, reason=choice.reason,
+            decisions=decisions, votes=tuple(votes), latency_s=latency_s, cost_usd=cost,
+            principle=choice.principle, severity=choice.severity,
+            constitution_version=self.constitution_version,
         )
+        return outcome, choice
+
+    async def _finish(self, request: Request, votes: Sequence[Vote], start: float) -> Outcome:
+        """Conclude, carry the action out, and time the whole decision."""
+        outcome, choice = self._conclude(request, votes, time.perf_counter() - start)
+        if outcome.action in ("revise", "regenerate", "escalate"):
+            outcome = await self.interventions.resolve(self, request, outcome, choice)
+            outcome = outcome.model_copy(update={"latency_s": time.perf_counter() - start})
+        return outcome
+
+    async def _screen(self, request: Request) -> Outcome | None:
+        if not self.policy.screen_input:
+            return None
+        stopped = await self.interventions.screened(request)
+        if stopped is None:
+            return None
+        return stopped.model_copy(update={"run_id": self.run_id,
+                                          "constitution_version": self.constitution_version})
 
     async def decide(self, request: Request) -> Outcome:
-        """Poll the panel and conclude one request."""
+        """Screen (when the policy asks), poll the panel, conclude and intervene."""
         start = time.perf_counter()
+        stopped = await self._screen(request)
+        if stopped is not None:
+            return stopped.model_copy(update={"latency_s": time.perf_counter() - start})
         votes = await self.panel.poll(request)
-        return self.conclude(request, votes, time.perf_counter() - start)
+        return await self._finish(request, votes, start)
 
     async def run(
         self,
@@ -293,34 +336,47 @@ class Coordinator:
         Learning strategies are fitted on the ballots of the whole run first (transductive,
         unsupervised: gold labels are hidden from the fit, so the run's accuracy is not scored
         on labels the strategy learned from; ``consensus compare --gold-fraction`` evaluates
-        learning from gold). ``on_outcome`` is called as each outcome is concluded.
+        learning from gold). ``on_outcome`` is called as each outcome is concluded (after its
+        intervention was carried out).
         """
         sem = asyncio.Semaphore(concurrency)
         learning = self.refit and learns(self.strategy)
 
-        async def polled(req: Request) -> tuple[tuple[Vote, ...], float]:
-            async with sem:
-                structlog.contextvars.bind_contextvars(request_id=req.id)
-                start = time.perf_counter()
-                votes = await self.panel.poll(req)
-                return votes, time.perf_counter() - start
+        async def polled(req: Request) -> tuple[tuple[Vote, ...] | Outcome, float]:
+            structlog.contextvars.bind_contextvars(request_id=req.id)
+            start = time.perf_counter()
+            stopped = await self._screen(req)
+            if stopped is not None:
+                return stopped.model_copy(update={"latency_s": time.perf_counter() - start}), 0
+            return await self.panel.poll(req), start
 
-        async def concluded(req: Request, votes: Sequence[Vote], latency: float) -> Outcome:
-            outcome = self.conclude(req, votes, latency)
+        async def finished(req: Request, votes: tuple[Vote, ...] | Outcome,
+                           start: float) -> Outcome:
+            return votes if isinstance(votes, Outcome) else await self._finish(req, votes, start)
+
+        async def decided(req: Request) -> Outcome:
+            async with sem:  # a request's drafts count against its slot too
+                outcome = await finished(req, *await polled(req))
             await _maybe_await(on_outcome(req, outcome) if on_outcome else None)
             return outcome
 
-        async def decided(req: Request) -> Outcome:
-            return await concluded(req, *await polled(req))
-
         if not learning:
             return list(await asyncio.gather(*(decided(r) for r in requests)))
-        polls = await asyncio.gather(*(polled(r) for r in requests))
+
+        async def bounded(req: Request) -> tuple[tuple[Vote, ...] | Outcome, float]:
+            async with sem:
+                return await polled(req)
+
+        polls = await asyncio.gather(*(bounded(r) for r in requests))
         all_ballots = [b for r, (votes, _) in zip(requests, polls, strict=True)
-                       for b in ballots_of(r, votes)]
+                       if not isinstance(votes, Outcome) for b in ballots_of(r, votes)]
         self.strategy = fit_strategy(self.strategy, mask_gold(all_ballots))
-        return [await concluded(r, votes, latency)
-                for r, (votes, latency) in zip(requests, polls, strict=True)]
+        out = []
+        for r, (votes, start) in zip(requests, polls, strict=True):
+            outcome = await finished(r, votes, start)
+            await _maybe_await(on_outcome(r, outcome) if on_outcome else None)
+            out.append(outcome)
+        return out
 
 
 async def _maybe_await(x: Awaitable[None] | None) -> None:

@@ -6,37 +6,63 @@ Fail closed: a ballot that misses its quorum, or that the strategy leaves undeci
 For verdict tasks the best accepted candidate (highest decision probability) is delivered;
 ``flag_below`` turns a low-confidence acceptance into ``flag`` (delivered and recorded). When every
 candidate is rejected, the interventions named by the violated principles of the rejecting votes
-decide (the most severe wins: block > escalate > revise > regenerate), else ``on_reject``; a
-principle asking for ``flag`` never delivers a rejected candidate: it flags a candidate the panel
-accepts (a violation below a judge's reject bar), which is delivered and recorded.
-``revise`` and ``regenerate`` need a generator model; until one is configured they deliver the
-refusal message and say so in the reason.
+decide (the most severe wins: block > escalate > revise > regenerate), raised to at least
+``severity_actions[severity]`` of each violated principle's severity, else ``on_reject``; a
+rejection decided with a probability below ``escalate_below`` goes to a human (``escalate``)
+instead. A principle asking for ``flag`` never delivers a rejected candidate: it flags a candidate
+the panel accepts (a violation below a judge's reject bar), which is delivered and recorded.
+
+The policy only chooses; :mod:`consensus.interventions` carries ``revise`` and ``regenerate`` out
+(a generator, or the offline redaction of located spans, at most ``max_rounds`` revisions or
+``max_attempts`` regenerations, each judged again by the panel) and falls back to ``fallback``
+when no draft is accepted. A block delivers ``refusal_message``, naming the principle that
+caused it.
 
 Example:
     >>> Policy(quorum=2).min_valid(panel_size=5)
     2
     >>> Policy(quorum=0.5).min_valid(panel_size=5)
     3
+    >>> Policy().refusal_for("no-dangerous-instructions")
+    "I can't help with that request. (Policy: no-dangerous-instructions.)"
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from consensus.types import ACCEPT, REJECT, Action, Decision, Request, Vote
+from consensus.types import ACCEPT, REJECT, Action, Decision, Request, Severity, Vote
 
 SEVERITY_OF_ACTION: dict[str, int] = {
     "block": 5, "escalate": 4, "revise": 3, "regenerate": 2, "flag": 1, "accept": 0,
 }
 DEFAULT_REFUSAL = "I can't help with that request."
 
+SEVERITY_PRIORITY: dict[str, int] = {"low": 0, "medium": 1, "high": 2, "critical": 3}
+
 Withhold = Literal["block", "escalate", "revise", "regenerate"]
 """Actions that deliver no candidate: the only ones allowed when the panel rejects or cannot
 decide (``accept`` or ``flag`` there would deliver content nobody approved)."""
+
+
+class Choice(NamedTuple):
+    """What the policy chose for one request.
+
+    ``principle`` and ``severity`` name the violated principle that chose the action (None when
+    the action comes from the policy itself); ``target`` is the candidate a ``revise`` rewrites.
+    """
+
+    action: Action
+    candidate: str | None
+    text: str | None
+    reason: str
+    principle: str | None = None
+    severity: Severity | None = None
+    target: str | None = None
 
 
 class Policy(BaseModel):
@@ -71,6 +97,27 @@ class Policy(BaseModel):
     )
     refusal_message: str = Field(default=DEFAULT_REFUSAL, min_length=1,
                                  description="Text a block delivers.")
+    name_principle: bool = Field(
+        default=True, description="A block caused by a principle names it after the "
+        "refusal message (\"... (Policy: no-secrets.)\").")
+    severity_actions: dict[Severity, Withhold] = Field(
+        default_factory=dict, description="Least action for a rejection that violates a "
+        "principle of this severity, e.g. {critical: block}: a principle asking for less is "
+        "raised to it (never lowered).")
+    escalate_below: float | None = Field(
+        default=None, ge=0, le=1, description="A rejection decided with probability below "
+        "this goes to a human (escalate) instead of its action: the panel is unsure.")
+    max_rounds: int = Field(default=2, ge=1, le=10, description="revise: drafts at most, "
+                            "each judged by the panel again.")
+    max_attempts: int = Field(default=2, ge=1, le=10, description="regenerate: attempts at "
+                              "most, each judged; the first accepted one is delivered.")
+    fallback: Literal["block", "escalate"] = Field(
+        default="block", description="What a revise or regenerate does when no draft is "
+        "accepted (or none can be made: no generator, nothing to redact).")
+    screen_input: bool = Field(
+        default=False, description="Check the prompt on the input-scope principles before the "
+        "candidates are judged; a blocked prompt is not judged. The prompt is always screened "
+        "before a generator is asked for a draft.")
 
     @field_validator("quorum", mode="before")
     @classmethod
@@ -101,6 +148,11 @@ class Policy(BaseModel):
         self, request: Request, decisions: Sequence[Decision], votes: Sequence[Vote]
     ) -> tuple[Action, str | None, str | None, str]:
         """Map decisions to (action, accepted candidate id, delivered text, reason)."""
+        return self.choose(request, decisions, votes)[:4]
+
+    def choose(self, request: Request, decisions: Sequence[Decision],
+               votes: Sequence[Vote]) -> Choice:
+        """Map decisions to a :class:`Choice` (see the module docstring)."""
         if request.task == "pairwise":
             (d,) = decisions
             if d.label is None:
@@ -116,46 +168,73 @@ class Policy(BaseModel):
             return self._fail_closed("; ".join(f"{d.subject}: {d.reason}" for d in undecided))
         return self._reject(request, decisions, votes)
 
-    def _deliver(
-        self, request: Request, cid: str, d: Decision, reason: str,
-        votes: Sequence[Vote] = (),
-    ) -> tuple[Action, str | None, str | None, str]:
+    def _deliver(self, request: Request, cid: str, d: Decision, reason: str,
+                 votes: Sequence[Vote] = ()) -> Choice:
         text = request.candidate(cid).text
         flags = sorted({viol.principle for v in votes if v.candidate_id in (cid, "*")
                         for viol in v.violations if viol.intervention == "flag"})
         if flags and self.use_principle_interventions:
             why = f"{reason}; principle(s) {', '.join(flags)} ask for flag: delivered and flagged"
-            return ("flag", cid, text, why)
+            return Choice("flag", cid, text, why, flags[0])
         if self.flag_below is not None and (d.probability or 0.0) < self.flag_below:
-            return ("flag", cid, text,
-                    f"{reason} (probability {d.probability or 0:.2f} < {self.flag_below})")
-        return ("accept", cid, text, reason)
+            return Choice("flag", cid, text,
+                          f"{reason} (probability {d.probability or 0:.2f} < {self.flag_below})")
+        return Choice("accept", cid, text, reason)
 
-    def _fail_closed(self, why: str) -> tuple[Action, str | None, str | None, str]:
+    def _fail_closed(self, why: str) -> Choice:
         action = self.on_no_consensus
-        return (action, None, self._text_for(action), f"no consensus ({why}); {action}")
+        return Choice(action, None, self._text_for(action), f"no consensus ({why}); {action}")
 
-    def _reject(
-        self, request: Request, decisions: Sequence[Decision], votes: Sequence[Vote]
-    ) -> tuple[Action, str | None, str | None, str]:
+    def _reject(self, request: Request, decisions: Sequence[Decision],
+                votes: Sequence[Vote]) -> Choice:
         action: Action = self.on_reject
         why = "every candidate rejected"
+        principle: str | None = None
+        severity: Severity | None = None
+        target: str | None = None
+        rejected = [d.subject for d in decisions if d.label == REJECT]
         if self.use_principle_interventions:
-            rejected = {d.subject for d in decisions if d.label == REJECT}
-            named = [(viol.intervention, viol.principle)
+            named = [(viol.intervention, viol.principle, viol.severity, v.candidate_id)
                      for v in votes if v.label == REJECT and v.candidate_id in rejected
                      for viol in v.violations if viol.intervention]
-            withholding = [(a, pid) for a, pid in named if a != "flag"]
+            raised = [(self._raised(a, sev), pid, sev, cid) for a, pid, sev, cid in named]
+            withholding = [t for t in raised if t[0] != "flag"]
             if withholding:
-                action, principle = max(withholding, key=lambda t: SEVERITY_OF_ACTION[t[0]])
+                rank = {c.id: i for i, c in enumerate(request.candidates)}
+                action, principle, severity, target = max(
+                    withholding, key=lambda t: (SEVERITY_OF_ACTION[t[0]],
+                                                SEVERITY_PRIORITY.get(t[2] or "low", 0),
+                                                -rank.get(t[3], 0)))
                 why += f"; principle {principle} asks for {action}"
             elif named:  # flag delivers, and nothing the panel rejected is ever delivered
                 why += (f"; principle {named[0][1]} asks for flag, but a rejected candidate is "
                         f"not delivered: {action}")
-        if action in ("revise", "regenerate"):
-            why += f"; no generator configured for {action}, so the refusal is delivered"
-            return (action, None, self.refusal_message, why)
-        return (action, None, self._text_for(action), why)
+        if self.escalate_below is not None and action != "block":
+            sure = max((d.probability or 0.0 for d in decisions if d.label == REJECT),
+                       default=0.0)
+            if sure < self.escalate_below:
+                why += (f"; the panel is unsure (reject probability {sure:.2f} < "
+                        f"{self.escalate_below}): escalate")
+                action = "escalate"
+        if action == "revise" and target is None:
+            target = rejected[0] if rejected else None
+        return Choice(action, None, self._text_for(action, principle), why, principle,
+                      severity, target)
 
-    def _text_for(self, action: Action) -> str | None:
-        return self.refusal_message if action in ("block", "revise", "regenerate") else None
+    def _raised(self, action: Action, severity: Severity | None) -> Action:
+        """``action``, raised to the least action the policy declares for ``severity``."""
+        least = self.severity_actions.get(severity) if severity else None
+        if least is not None and SEVERITY_OF_ACTION[least] > SEVERITY_OF_ACTION[action]:
+            return least
+        return action
+
+    def refusal_for(self, principle: str | None = None) -> str:
+        """The refusal a block delivers, naming ``principle`` when ``name_principle`` is on."""
+        if principle and self.name_principle:
+            return f"{self.refusal_message} (Policy: {principle}.)"
+        return self.refusal_message
+
+    def _text_for(self, action: Action, principle: str | None = None) -> str | None:
+        if action in ("block", "revise", "regenerate"):
+            return self.refusal_for(principle)
+        return None

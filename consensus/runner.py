@@ -30,7 +30,10 @@ import structlog
 from consensus.coordinator import Coordinator, Panel, ballots_of
 from consensus.errors import ConfigError
 from consensus.experiments import Polled
+from consensus.generator import Generator
+from consensus.interventions import EscalationHook, InputScreen, Interventions
 from consensus.metrics import summarize
+from consensus.reload import constitution_version
 from consensus.reports.files import (
     DecisionLog,
     RunFolder,
@@ -154,7 +157,10 @@ def run_scenario(
                 if short:
                     log.warning("quorum_unreachable", reason=short, disabled=panel.disabled)
                 coord = Coordinator(panel, strategy, scenario.file.policy,
-                                    refit=fitted_on is None, run_id=run_id)
+                                    refit=fitted_on is None, run_id=run_id,
+                                    interventions=interventions_for(scenario),
+                                    constitution_version=constitution_version(
+                                        scenario.constitutions()))
                 write_summary(out_dir / "summary.json", RunSummary(
                     scenario=scenario.name, strategy=strategy_name, run_id=run_id,
                     n_requests=0, status="running"))
@@ -188,6 +194,17 @@ def run_scenario(
             store.close()
     log.info("run_done", accuracy=summary.accuracy, wall_time_s=round(summary.wall_time_s, 2))
     return RunResult(run_id, out_dir, summary, outcomes)
+
+
+def interventions_for(scenario: Scenario,
+                      on_escalate: EscalationHook | None = None) -> Interventions:
+    """The scenario's generator, principle texts and input screen, ready for a coordinator."""
+    spec = scenario.file.generator
+    return Interventions(scenario.file.policy,
+                         generator=Generator(spec) if spec is not None else None,
+                         principles=scenario.principle_texts(),
+                         screen=InputScreen(scenario.constitutions()),
+                         on_escalate=on_escalate)
 
 
 def write_outputs(out_dir: Path, summary: RunSummary, outcomes: Sequence[Outcome],

@@ -33,9 +33,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from consensus.constitution import Constitution
 from consensus.datasets import DatasetSpec, load_requests
 from consensus.errors import ConfigError
 from consensus.files import read_yaml
+from consensus.generator import GeneratorSpec
 from consensus.oracle import BayesOracle
 from consensus.policy import Policy
 from consensus.types import ACCEPT, REJECT, Request
@@ -77,6 +79,10 @@ class ScenarioFile(BaseModel):
                     "a learning strategy before the run; its panel names the same judges. "
                     "Without it a learner fits on the run's own votes, gold hidden.")
     policy: Policy = Field(default_factory=Policy, description="Quorum and interventions.")
+    generator: GeneratorSpec | None = Field(
+        default=None, description="The model that writes revisions and regenerations (any "
+        "litellm model string); without one, revise redacts the spans the rules judge "
+        "located and regenerate falls back to the policy's fallback.")
     seed: int = Field(default=0, ge=0, description="Seed for every random choice of the run.")
     concurrency: int = Field(default=32, ge=1, le=10_000, description="Requests in flight.")
 
@@ -160,6 +166,23 @@ class Scenario:
                 if isinstance(value, str):
                     out.add(Path(value) if Path(value).is_absolute() else self.base_dir / value)
         return {p.resolve() for p in out}
+
+    def constitutions(self) -> list[Constitution]:
+        """The distinct constitutions the panel's rules judges run (load order)."""
+        seen: dict[int, Constitution] = {}
+        for value in self.payloads.values():
+            if isinstance(value, Constitution):
+                seen.setdefault(id(value), value)
+        return list(seen.values())
+
+    def principle_texts(self) -> dict[str, str]:
+        """Principle id -> text, from the rules judges' constitutions and the LLM judges'
+        principles (what a generator reads when it revises)."""
+        out = {p.id: p.text for c in self.constitutions() for p in c.principles}
+        for j in self.judges:
+            for p in getattr(j, "principles", ()):
+                out.setdefault(p.id, p.text)
+        return out
 
     def with_strategy(self, spec: str | dict[str, Any]) -> Scenario:
         """The same scenario with another strategy."""

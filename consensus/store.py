@@ -2,7 +2,10 @@
 
 A decision and all its votes are written in one transaction as soon as the decision is made, so
 a crash loses at most the decision in flight, never a recorded one. The schema version lives in
-``PRAGMA user_version``; later versions migrate forward in :meth:`Store._migrate`.
+``PRAGMA user_version``; later versions migrate forward in :meth:`Store._migrate`. Version 2
+adds ``escalations``: the decisions handed to a human, pending review (written in the same
+transaction as their decision; the review queue reads them). A revision's or regeneration's
+drafts and their votes are part of the decision's ``outcome`` JSON.
 
 Example:
     >>> import tempfile, pathlib
@@ -24,7 +27,7 @@ from consensus.errors import ConfigError
 from consensus.redact import redact
 from consensus.types import Outcome, RunSummary
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id      TEXT PRIMARY KEY,
@@ -66,6 +69,20 @@ CREATE TABLE IF NOT EXISTS votes (
 );
 CREATE INDEX IF NOT EXISTS votes_by_judge ON votes(judge);
 """
+_SCHEMA_2 = """
+CREATE TABLE IF NOT EXISTS escalations (
+    run_id      TEXT NOT NULL,
+    request_id  TEXT NOT NULL,
+    priority    INTEGER NOT NULL,
+    reason      TEXT NOT NULL,
+    principles  TEXT NOT NULL,
+    status      TEXT NOT NULL DEFAULT 'pending',
+    created_at  REAL NOT NULL,
+    PRIMARY KEY (run_id, request_id),
+    FOREIGN KEY (run_id, request_id) REFERENCES decisions(run_id, request_id)
+);
+CREATE INDEX IF NOT EXISTS escalations_pending ON escalations(status, priority);
+"""
 
 
 class Store:
@@ -95,10 +112,17 @@ class Store:
 
     def _migrate(self) -> None:
         version = self.conn.execute("PRAGMA user_version").fetchone()[0]
-        if version < 1:
-            with self.conn:
-                self.conn.executescript(_SCHEMA)
-                self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        if version > SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(
+                f"the store has schema version {version}, newer than this release's "
+                f"{SCHEMA_VERSION}; upgrade consensus to open it")
+        steps = [(1, _SCHEMA), (2, _SCHEMA_2)]
+        for target, script in steps:
+            if version < target:
+                with self.conn:
+                    self.conn.executescript(script)
+                    self.conn.execute(f"PRAGMA user_version={target}")
+                version = target
 
     def start_run(self, run_id: str, *, scenario: str, strategy: str, config: dict[str, Any]) -> None:
         """Record the start of a run."""
@@ -125,6 +149,21 @@ class Store:
                   v.confidence, v.abstain_kind, v.abstain_reason, v.latency_s, v.cost_usd,
                   v.tokens, v.model_dump_json()) for v in outcome.votes],
             )
+            esc = outcome.escalation
+            if esc is not None:
+                self.conn.execute(
+                    "INSERT INTO escalations VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (run_id, outcome.request_id, esc.priority, esc.reason,
+                     json.dumps(list(esc.principles)), esc.status, time.time()))
+
+    def pending_escalations(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        """Escalated decisions awaiting review, most urgent first."""
+        sql = ("SELECT run_id, request_id, priority, reason, principles FROM escalations "
+               "WHERE status = 'pending'" + (" AND run_id = ?" if run_id else "")
+               + " ORDER BY priority DESC, created_at")
+        rows = self.conn.execute(sql, (run_id,) if run_id else ()).fetchall()
+        return [{"run_id": r, "request_id": q, "priority": p, "reason": why,
+                 "principles": json.loads(pr)} for r, q, p, why, pr in rows]
 
     def finish_run(self, run_id: str, summary: RunSummary) -> None:
         """Record the end of a run and its summary."""

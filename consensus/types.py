@@ -323,6 +323,46 @@ class Decision(_Frozen):
         return self.label is None
 
 
+DraftKind = Literal["revision", "regeneration"]
+
+
+class DraftRecord(_Frozen):
+    """A revision or regeneration made at run time, and how the panel judged it.
+
+    Example:
+        >>> DraftRecord(id="a~r1", kind="revision", round=1, parent="a", source="redaction",
+        ...             text="Mail [email redacted].").accepted
+        False
+    """
+
+    id: str = Field(description="Draft id (the candidate id it had on its own ballot).")
+    kind: DraftKind = Field(description="revision (of a candidate or draft) or regeneration.")
+    round: int = Field(ge=1, description="1 for the first draft of this outcome.")
+    parent: str | None = Field(default=None, description="Candidate or draft it revises.")
+    source: str = Field(description="redaction (offline), or generator:<model>.")
+    text: str = Field(default="", description="The draft (empty when none could be made).")
+    votes: tuple[Vote, ...] = Field(default=(), description="The panel's votes on the draft.")
+    decision: Decision | None = Field(default=None, description="The panel's decision.")
+    accepted: bool = Field(default=False, description="Whether the panel accepted it.")
+    latency_s: float = Field(default=0.0, ge=0.0, description="Making and judging it.")
+    cost_usd: float | None = Field(default=None, description="Generator cost, when known.")
+    error: str | None = Field(default=None, description="Why no draft was made, if so.")
+
+
+class Escalation(_Frozen):
+    """A decision handed to a human: pending review, with a priority and a reason.
+
+    Example:
+        >>> Escalation(priority=3, reason="critical principle, split panel").status
+        'pending'
+    """
+
+    priority: int = Field(ge=0, le=3, description="0 (low) to 3 (most urgent).")
+    reason: str = Field(description="Why a human should look.")
+    principles: tuple[str, ...] = Field(default=(), description="Principles involved.")
+    status: Literal["pending"] = Field(default="pending", description="Review status.")
+
+
 class Outcome(_Frozen):
     """What the coordinator did with one request: the action and the delivered output.
 
@@ -342,10 +382,27 @@ class Outcome(_Frozen):
     votes: tuple[Vote, ...] = Field(default=(), description="Every vote cast for this request.")
     latency_s: float = Field(default=0.0, description="Wall time of the decision.")
     cost_usd: float = Field(default=0.0, description="Sum of known judge costs.")
+    chosen_action: Action | None = Field(
+        default=None, description="What the policy chose, when the intervention ended "
+        "otherwise (a revise with no accepted draft falls back to block).")
+    principle: str | None = Field(default=None, description="The violated principle that "
+                                  "chose the action, if one did.")
+    severity: Severity | None = Field(default=None, description="That principle's severity.")
+    drafts: tuple[DraftRecord, ...] = Field(default=(), description="Revisions and "
+                                            "regenerations, in order.")
+    delivered_draft: str | None = Field(default=None, description="Id of the delivered draft.")
+    screening: tuple[Violation, ...] = Field(
+        default=(), description="Input-scope violations found when the prompt was screened.")
+    escalation: Escalation | None = Field(default=None, description="Pending human review.")
+    constitution_version: str | None = Field(
+        default=None, description="Hash of the constitution(s) in force for this decision.")
 
     @property
     def delivered(self) -> bool:
-        """Whether a candidate reached the user (accept or flag)."""
+        """Whether a response reached the user: a candidate (accept or flag), or a revision or
+        regeneration the panel accepted."""
+        if self.delivered_draft is not None:
+            return True
         return self.action in ("accept", "flag") and self.accepted_candidate is not None
 
 
@@ -448,6 +505,9 @@ class RunSummary(_Frozen):
     warnings: list[str] = Field(
         default_factory=list, description="What a reader must not miss, e.g. a judge that "
         "abstained on most of its calls.")
+    interventions: dict[str, Any] = Field(
+        default_factory=dict, description="Action mix per principle and severity; revise and "
+        "regenerate: chosen, drafts, delivered, success_rate, rounds (consensus.metrics).")
 
 
 def finite_or_none(x: float | None) -> float | None:

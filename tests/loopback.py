@@ -47,6 +47,8 @@ Modes:
     ``ramble``                 Prose without JSON, exactly ``max_tokens`` words (from the body,
                                else ``max_completion_tokens``, else 512), ``finish_reason:
                                "length"``.
+    ``drafts:<t1>|<t2>|...``   A generator: the n-th call of that model gets the n-th text as
+                               the reply (the last one repeats), whatever was asked.
 
 The valid verdict is deterministic. The server reads the candidate blocks
 (``<candidate id="...">...</candidate>``) of the last user message (the whole message when there
@@ -313,6 +315,9 @@ class LoopbackLLM:
             words = int(body.get("max_tokens") or body.get("max_completion_tokens") or 512)
             content = " ".join(_PROSE[i % len(_PROSE)] for i in range(words))
             return web.json_response(_completion(model, content, body, finish_reason="length"))
+        elif mode == "drafts":
+            texts = arg.split("|")
+            return web.json_response(_completion(model, texts[min(n, len(texts)) - 1], body))
         verdict = self._verdict(body)
         if mode == "malformed":
             content = "Well, on balance I think this response seems fine to me."

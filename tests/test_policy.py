@@ -91,8 +91,10 @@ def test_principles_choose_the_intervention_most_severe_wins():
     assert flagged.action == "block" and not flagged.delivered
     assert "asks for flag, but a rejected candidate is not delivered" in flagged.reason
     revise = decide({("r", "a"): [principled("revise")]}, Veto())
-    assert revise.action == "revise" and revise.output == Policy().refusal_message
-    assert "no generator configured" in revise.reason
+    # nothing to revise it with (no generator, no located span): the fallback, block
+    assert revise.action == "block" and revise.chosen_action == "revise"
+    assert revise.output == Policy().refusal_for("p-revise")
+    assert "no generator configured" in revise.reason and not revise.drafts
     plain = decide({("r", "a"): [principled("flag")]}, Veto(),
                    Policy(use_principle_interventions=False))
     assert plain.action == "block"
