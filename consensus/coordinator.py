@@ -29,6 +29,7 @@ Example (needs Ray)::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,8 +40,9 @@ import ray
 import structlog
 
 from consensus.errors import ConfigError
-from consensus.interventions import Interventions
+from consensus.interventions import InputScreen, Interventions
 from consensus.policy import Choice, Policy
+from consensus.reload import RELOAD_INTERVAL_S, ConstitutionWatcher
 from consensus.types import AbstainKind, Ballot, Decision, Outcome, Request, Vote
 from judges.actor import plan_hosts, start_host, start_payloads
 from judges.base import JudgeSpecBase
@@ -103,7 +105,9 @@ class Panel:
                           for s in enabled}
         plan = plan_hosts(enabled)
         _check_resources(plan)
-        store, store_name, keys = start_payloads([ready_payloads[s.name] for s in enabled])
+        store, store_name, keys = start_payloads(
+            [ready_payloads[s.name] for s in enabled],
+            force=any(getattr(s, "principles", ()) for s in enabled))
         key_of = dict(zip((s.name for s in enabled), keys, strict=True))
         panel = cls(specs=enabled, disabled=disabled, store=store)
         for host, host_specs in plan.items():
@@ -141,8 +145,23 @@ class Panel:
             out[host] = max(out.get(host, 0.0), s.max_wait_s() + GRACE_S)
         return out
 
-    async def poll(self, request: Request) -> tuple[Vote, ...]:
-        """Every enabled judge's vote on every subject of ``request``, in panel order."""
+    async def reload(self, version: str, judges: Sequence[tuple[JudgeSpecBase, Any]]) -> None:
+        """Build ``judges`` (changed specs and payloads) as ``version`` on their hosts and
+        remember them for hosts that restart; raises (and nothing switches) if a host cannot
+        build them. Calls name the version they want (:meth:`poll`), so the switch is atomic."""
+        per_host: dict[str, list[tuple[JudgeSpecBase, Any]]] = {}
+        for spec, payload in judges:
+            per_host.setdefault(self.routes[spec.name], []).append((spec, payload))
+        await asyncio.gather(*(self.hosts[h].reload.remote(version, items)
+                               for h, items in per_host.items()))
+        if self.store is not None:
+            await self.store.add_version.remote(version, list(judges))
+        for spec, _ in judges:
+            self.specs = [spec if s.name == spec.name else s for s in self.specs]
+
+    async def poll(self, request: Request, version: str | None = None) -> tuple[Vote, ...]:
+        """Every enabled judge's vote on every subject of ``request``, in panel order; with
+        ``version``, the judges of that reloaded version (see :meth:`reload`)."""
         targets: list[str | None] = (
             [None] if request.task == "pairwise" else [c.id for c in request.candidates]
         )
@@ -151,7 +170,7 @@ class Panel:
             per_host.setdefault(self.routes[s.name], []).extend((s.name, t) for t in targets)
         hosts = list(per_host)
         limits = self.host_limits()
-        refs = [self.hosts[h].judge_batch.remote(request, per_host[h]) for h in hosts]
+        refs = [self.hosts[h].judge_batch.remote(request, per_host[h], version) for h in hosts]
         results: Sequence[list[Vote] | tuple[AbstainKind, str]]
         if len(refs) == 1:  # one host (the usual LLM panel): no task to gather
             results = [await self._await(refs[0], limits[hosts[0]])]
@@ -250,14 +269,74 @@ class Coordinator:
     def __init__(self, panel: Any, strategy: Strategy, policy: Policy | None = None, *,
                  refit: bool = True, run_id: str = "",
                  interventions: Interventions | None = None,
-                 constitution_version: str | None = None):
+                 constitution_version: str | None = None,
+                 watcher: ConstitutionWatcher | None = None,
+                 reload_interval_s: float = RELOAD_INTERVAL_S):
         self.panel = panel
         self.strategy = strategy
         self.policy = policy or Policy()
         self.refit = refit  # False: the strategy was fitted beforehand (e.g. on labelled data)
         self.run_id = run_id  # stamped on every outcome
         self.interventions = interventions or Interventions(self.policy)
-        self.constitution_version = constitution_version
+        self.watcher = watcher
+        self.reload_interval_s = reload_interval_s
+        self.constitution_version = (watcher.version() if watcher is not None
+                                     else constitution_version)
+        self._versioned = False  # the panel knows reloaded versions: polls name theirs
+
+    async def poll(self, request: Request, version: str | None = None) -> tuple[Vote, ...]:
+        """The panel's votes on ``request`` under ``version`` of the constitution."""
+        if self._versioned:
+            return await self.panel.poll(request, version)
+        return await self.panel.poll(request)
+
+    async def reload(self, changed: Mapping[Path, Any]) -> str | None:
+        """Switch to the watcher's constitutions after ``changed`` files changed (see
+        :mod:`consensus.reload`); returns the new version. If a host cannot build the new judges
+        the old version stays in force and the error is logged."""
+        watcher = self.watcher
+        if watcher is None or not changed:
+            return self.constitution_version
+        version = watcher.version()
+        updates: list[tuple[JudgeSpecBase, Any]] = []
+        for spec in self.panel.specs:
+            path = watcher.files.get(spec.name)
+            if path is None or path not in changed:
+                continue
+            new = changed[path]
+            if spec.kind == "rules":
+                updates.append((spec, new))
+            elif hasattr(spec, "principles"):
+                texts = [{"id": p.id, "text": p.text} for p in new.principles]
+                updates.append((type(spec).model_validate(
+                    {**spec.model_dump(), "principles": texts}), None))
+        try:
+            if updates:
+                await self.panel.reload(version, updates)
+        except Exception as exc:  # noqa: BLE001 - a failed reload keeps the old version
+            watcher.errors.append(f"reload to {version} failed on a host: {exc}"[:300])
+            log.error("constitution_reload_failed", version=version, error=str(exc)[:300])
+            return self.constitution_version
+        self._versioned = self._versioned or bool(updates)
+        constitutions = watcher.constitutions()
+        self.interventions.screen = InputScreen(constitutions) or None
+        self.interventions.principles.update({p.id: p.text for c in constitutions
+                                              for p in c.principles})
+        log.info("constitution_reloaded", old=self.constitution_version, new=version,
+                 files=[str(p) for p in changed], judges=[s.name for s, _ in updates])
+        self.constitution_version = version
+        return version
+
+    async def watch(self) -> None:
+        """Poll the watcher's files every ``reload_interval_s`` and reload what changed
+        (runs until cancelled; :meth:`run` runs it for the length of a run)."""
+        if self.watcher is None:
+            return
+        while True:
+            await asyncio.sleep(self.reload_interval_s)
+            changed = await asyncio.to_thread(self.watcher.poll)
+            if changed:
+                await self.reload(changed)
 
     def aggregate(self, ballot: Ballot) -> Decision:
         """Quorum check, then the strategy."""
@@ -298,9 +377,12 @@ class Coordinator:
         )
         return outcome, choice
 
-    async def _finish(self, request: Request, votes: Sequence[Vote], start: float) -> Outcome:
+    async def _finish(self, request: Request, votes: Sequence[Vote], start: float,
+                      version: str | None) -> Outcome:
         """Conclude, carry the action out, and time the whole decision."""
         outcome, choice = self._conclude(request, votes, time.perf_counter() - start)
+        if version != outcome.constitution_version:  # a reload switched while it was polled
+            outcome = outcome.model_copy(update={"constitution_version": version})
         if outcome.action in ("revise", "regenerate", "escalate"):
             outcome = await self.interventions.resolve(self, request, outcome, choice)
             outcome = outcome.model_copy(update={"latency_s": time.perf_counter() - start})
@@ -318,11 +400,12 @@ class Coordinator:
     async def decide(self, request: Request) -> Outcome:
         """Screen (when the policy asks), poll the panel, conclude and intervene."""
         start = time.perf_counter()
+        version = self.constitution_version
         stopped = await self._screen(request)
         if stopped is not None:
             return stopped.model_copy(update={"latency_s": time.perf_counter() - start})
-        votes = await self.panel.poll(request)
-        return await self._finish(request, votes, start)
+        votes = await self.poll(request, version)
+        return await self._finish(request, votes, start, version)
 
     async def run(
         self,
@@ -342,17 +425,23 @@ class Coordinator:
         sem = asyncio.Semaphore(concurrency)
         learning = self.refit and learns(self.strategy)
 
-        async def polled(req: Request) -> tuple[tuple[Vote, ...] | Outcome, float]:
+        Polled = tuple[tuple[Vote, ...] | Outcome, float, str | None]
+
+        async def polled(req: Request) -> Polled:
             structlog.contextvars.bind_contextvars(request_id=req.id)
             start = time.perf_counter()
+            version = self.constitution_version
             stopped = await self._screen(req)
             if stopped is not None:
-                return stopped.model_copy(update={"latency_s": time.perf_counter() - start}), 0
-            return await self.panel.poll(req), start
+                return (stopped.model_copy(update={"latency_s": time.perf_counter() - start}),
+                        0.0, version)
+            return await self.poll(req, version), start, version
 
-        async def finished(req: Request, votes: tuple[Vote, ...] | Outcome,
-                           start: float) -> Outcome:
-            return votes if isinstance(votes, Outcome) else await self._finish(req, votes, start)
+        async def finished(req: Request, votes: tuple[Vote, ...] | Outcome, start: float,
+                           version: str | None) -> Outcome:
+            if isinstance(votes, Outcome):
+                return votes
+            return await self._finish(req, votes, start, version)
 
         async def decided(req: Request) -> Outcome:
             async with sem:  # a request's drafts count against its slot too
@@ -360,23 +449,29 @@ class Coordinator:
             await _maybe_await(on_outcome(req, outcome) if on_outcome else None)
             return outcome
 
-        if not learning:
-            return list(await asyncio.gather(*(decided(r) for r in requests)))
-
-        async def bounded(req: Request) -> tuple[tuple[Vote, ...] | Outcome, float]:
+        async def bounded(req: Request) -> Polled:
             async with sem:
                 return await polled(req)
 
-        polls = await asyncio.gather(*(bounded(r) for r in requests))
-        all_ballots = [b for r, (votes, _) in zip(requests, polls, strict=True)
-                       if not isinstance(votes, Outcome) for b in ballots_of(r, votes)]
-        self.strategy = fit_strategy(self.strategy, mask_gold(all_ballots))
-        out = []
-        for r, (votes, start) in zip(requests, polls, strict=True):
-            outcome = await finished(r, votes, start)
-            await _maybe_await(on_outcome(r, outcome) if on_outcome else None)
-            out.append(outcome)
-        return out
+        watching = asyncio.create_task(self.watch()) if self.watcher is not None else None
+        try:
+            if not learning:
+                return list(await asyncio.gather(*(decided(r) for r in requests)))
+            polls = await asyncio.gather(*(bounded(r) for r in requests))
+            all_ballots = [b for r, (votes, _, _) in zip(requests, polls, strict=True)
+                           if not isinstance(votes, Outcome) for b in ballots_of(r, votes)]
+            self.strategy = fit_strategy(self.strategy, mask_gold(all_ballots))
+            out = []
+            for r, (votes, start, version) in zip(requests, polls, strict=True):
+                outcome = await finished(r, votes, start, version)
+                await _maybe_await(on_outcome(r, outcome) if on_outcome else None)
+                out.append(outcome)
+            return out
+        finally:
+            if watching is not None:
+                watching.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watching
 
 
 async def _maybe_await(x: Awaitable[None] | None) -> None:

@@ -240,7 +240,8 @@ class Interventions:
                 if new_text == text:
                     break
             record = await self._judge(coord, request, draft_id, "revision", rnd, parent,
-                                       source, new_text, cost, start)
+                                       source, new_text, cost, start,
+                                       outcome.constitution_version)
             drafts.append(record)
             if record.accepted:
                 break
@@ -267,7 +268,8 @@ class Interventions:
                 drafts.append(self._failed(draft_id, "regeneration", attempt, None, str(exc)))
                 break
             record = await self._judge(coord, request, draft_id, "regeneration", attempt, None,
-                                       self.generator.name, made.text, made.cost_usd, start)
+                                       self.generator.name, made.text, made.cost_usd, start,
+                                       outcome.constitution_version)
             drafts.append(record)
             if record.accepted:
                 break
@@ -286,12 +288,13 @@ class Interventions:
 
     async def _judge(self, coord: Coordinator, request: Request, draft_id: str,
                      kind: DraftKind, rnd: int, parent: str | None, source: str, text: str,
-                     cost: float | None, start: float) -> DraftRecord:
-        """The panel's votes and decision on one draft (a ballot of its own)."""
+                     cost: float | None, start: float, version: str | None) -> DraftRecord:
+        """The panel's votes and decision on one draft (a ballot of its own), under the
+        constitution version of the original request."""
         sub = Request(id=f"{request.id}/{draft_id}", prompt=request.prompt,
                       candidates=(Candidate(id=draft_id, text=text),),
                       metadata={"draft_of": request.id})
-        votes = await coord.panel.poll(sub)
+        votes = await coord.poll(sub, version)
         decision: Decision = coord.decide_ballots(sub, votes)[0]
         log.info("draft_judged", request_id=request.id, draft=draft_id, source=source,
                  label=decision.label)

@@ -27,13 +27,14 @@ from typing import Any
 import ray
 import structlog
 
+from consensus.constitution import Constitution, load_constitution
 from consensus.coordinator import Coordinator, Panel, ballots_of
 from consensus.errors import ConfigError
 from consensus.experiments import Polled
 from consensus.generator import Generator
 from consensus.interventions import EscalationHook, InputScreen, Interventions
 from consensus.metrics import summarize
-from consensus.reload import constitution_version
+from consensus.reload import ConstitutionWatcher
 from consensus.reports.files import (
     DecisionLog,
     RunFolder,
@@ -159,8 +160,7 @@ def run_scenario(
                 coord = Coordinator(panel, strategy, scenario.file.policy,
                                     refit=fitted_on is None, run_id=run_id,
                                     interventions=interventions_for(scenario),
-                                    constitution_version=constitution_version(
-                                        scenario.constitutions()))
+                                    watcher=watcher_for(scenario))
                 write_summary(out_dir / "summary.json", RunSummary(
                     scenario=scenario.name, strategy=strategy_name, run_id=run_id,
                     n_requests=0, status="running"))
@@ -194,6 +194,18 @@ def run_scenario(
             store.close()
     log.info("run_done", accuracy=summary.accuracy, wall_time_s=round(summary.wall_time_s, 2))
     return RunResult(run_id, out_dir, summary, outcomes)
+
+
+def watcher_for(scenario: Scenario) -> ConstitutionWatcher:
+    """A watcher of the scenario's constitution files (what hot reload looks at)."""
+    by_name = {name: payload for name, payload in scenario.payloads.items()
+               if isinstance(payload, Constitution)}
+    current = {path: by_name[name] for name, path in scenario.constitution_files.items()
+               if name in by_name}
+    for path in scenario.constitution_files.values():  # LLM-only constitution files
+        if path not in current:
+            current[path] = load_constitution(path)
+    return ConstitutionWatcher(scenario.constitution_files, current)
 
 
 def interventions_for(scenario: Scenario,

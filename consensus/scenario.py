@@ -129,6 +129,8 @@ class Scenario:
     requests: tuple[Request, ...]
     strategy: Strategy
     payloads: Mapping[str, Any] = field(default_factory=dict)
+    constitution_files: Mapping[str, Path] = field(default_factory=dict)
+    """Judge name -> the constitution file it reads (rules and LLM judges), for hot reload."""
 
     @property
     def name(self) -> str:
@@ -187,12 +189,13 @@ class Scenario:
     def with_strategy(self, spec: str | dict[str, Any]) -> Scenario:
         """The same scenario with another strategy."""
         return Scenario(self.source, self.file, self.judges, self.requests,
-                        _strategy(spec, self.judges, str(self.source)), self.payloads)
+                        _strategy(spec, self.judges, str(self.source)), self.payloads,
+                        self.constitution_files)
 
     def limited(self, n: int) -> Scenario:
         """The same scenario with only its first ``n`` requests."""
         return Scenario(self.source, self.file, self.judges, self.requests[:n], self.strategy,
-                        self.payloads)
+                        self.payloads, self.constitution_files)
 
 
 def load_scenario(path: str | Path, *, strategy: str | dict[str, Any] | None = None,
@@ -218,10 +221,16 @@ def load_scenario(path: str | Path, *, strategy: str | dict[str, Any] | None = N
     payloads: dict[str, Any] = {}
     named: dict[str, str] = {}  # judge named in the panel (not expanded) -> its field path
     judges_list: list[JudgeSpecBase] = []
+    files: dict[str, Path] = {}
     for i, entry in enumerate(doc.panel):
         for spec in _judge_specs(entry, i, path, cache):
             payloads[spec.name] = _prepare(spec, path, f"panel.{i}", cache)
             judges_list.append(spec)
+            raw = (getattr(spec, "constitution", None) if spec.kind == "rules" else
+                   entry.get("constitution") if isinstance(entry, dict) else None)
+            if isinstance(raw, str) and raw:
+                files[spec.name] = (Path(raw) if Path(raw).is_absolute()
+                                    else path.parent / raw).resolve()
             if not (isinstance(entry, dict) and "expand" in entry):
                 named[spec.name] = f"panel.{i}"
     judges = tuple(judges_list)
@@ -242,7 +251,7 @@ def load_scenario(path: str | Path, *, strategy: str | dict[str, Any] | None = N
     requests = load_requests(path.parent, doc.dataset, src)
     _check_simulated(judges, requests, named, src)
     _check_replay(judges, payloads, requests, named, src)
-    scenario = Scenario(path, doc, judges, requests, built, payloads)
+    scenario = Scenario(path, doc, judges, requests, built, payloads, files)
     fit_source = scenario.fit_source()
     if fit_source is not None and check_fit_on:
         if not fit_source.is_file():

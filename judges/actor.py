@@ -43,30 +43,58 @@ def plan_hosts(specs: Sequence[JudgeSpecBase]) -> dict[str, list[JudgeSpecBase]]
     return out
 
 
+MAX_VERSIONS = 8
+"""Reloaded versions of its judges a host keeps (requests in flight may still use older ones)."""
+
+
 class JudgeHostImpl:
-    """The actor body; also usable in-process (tests, the lower-bound benchmark)."""
+    """The actor body; also usable in-process (tests, the lower-bound benchmark).
+
+    Hot reload: :meth:`reload` builds new judges under a version tag beside the current ones;
+    a call names the version it wants (``judge_batch(..., version=...)``), so a request in
+    flight keeps the judges it started with and every judge of a request, on every host, uses
+    the same version. A call without a known version uses the judges the host was built with.
+    """
 
     def __init__(self, judges: Sequence[tuple[JudgeSpecBase, Any]]):
         self.specs = {spec.name: spec for spec, _ in judges}
         self.judges: dict[str, Judge] = {spec.name: build_judge(spec, payload)
                                          for spec, payload in judges}
+        self.versions: dict[str, tuple[dict[str, JudgeSpecBase], dict[str, Judge]]] = {}
 
     def ready(self) -> list[str]:
         """Names of the hosted judges (awaiting this surfaces construction errors)."""
         return list(self.judges)
 
+    def add_version(self, version: str, judges: Sequence[tuple[JudgeSpecBase, Any]]) -> None:
+        """Build ``judges`` (the changed ones) as ``version``; the others carry over from the
+        newest version. A judge that fails to build raises, and nothing changes."""
+        base_specs, base_judges = (next(reversed(self.versions.values())) if self.versions
+                                   else (self.specs, self.judges))
+        built = {spec.name: build_judge(spec, payload) for spec, payload in judges}
+        self.versions[version] = ({**base_specs, **{s.name: s for s, _ in judges}},
+                                  {**base_judges, **built})
+        while len(self.versions) > MAX_VERSIONS:
+            del self.versions[next(iter(self.versions))]
+
     async def judge_batch(
-        self, request: Request, calls: Sequence[tuple[str, str | None]]
+        self, request: Request, calls: Sequence[tuple[str, str | None]],
+        version: str | None = None,
     ) -> list[Vote]:
         """Run every (judge name, candidate id or None) call concurrently, in order."""
+        specs, judges = self.versions.get(version, (self.specs, self.judges)) \
+            if version is not None else (self.specs, self.judges)
         if len(calls) == 1:  # one call needs no task of its own
             ((judge, target),) = calls
-            return [await self._one(request, judge, target)]
-        return list(await asyncio.gather(*(self._one(request, j, c) for j, c in calls)))
+            return [await self._one(request, judge, target, specs, judges)]
+        return list(await asyncio.gather(*(self._one(request, j, c, specs, judges)
+                                           for j, c in calls)))
 
-    async def _one(self, request: Request, judge_name: str, candidate_id: str | None) -> Vote:
-        judge = self.judges[judge_name]
-        spec = self.specs[judge_name]
+    async def _one(self, request: Request, judge_name: str, candidate_id: str | None,
+                   specs: dict[str, JudgeSpecBase] | None = None,
+                   judges: dict[str, Judge] | None = None) -> Vote:
+        judge = (judges or self.judges)[judge_name]
+        spec = (specs or self.specs)[judge_name]
         candidate: Candidate | None = (
             request.candidate(candidate_id) if candidate_id is not None else None
         )
@@ -105,12 +133,20 @@ class PayloadStore:
 
     def __init__(self) -> None:
         self._items: dict[int, Any] = {}
+        self._versions: list[tuple[str, list[tuple[JudgeSpecBase, Any]]]] = []
 
     def put(self, key: int, payload: Any) -> None:
         self._items[key] = payload
 
     def get(self, keys: Sequence[int]) -> list[Any]:
         return [self._items[k] for k in keys]
+
+    def add_version(self, version: str, judges: list[tuple[JudgeSpecBase, Any]]) -> None:
+        """Remember a reloaded version, so a host that restarts rebuilds it too."""
+        self._versions = [*self._versions, (version, judges)][-MAX_VERSIONS:]
+
+    def versions(self) -> list[tuple[str, list[tuple[JudgeSpecBase, Any]]]]:
+        return self._versions
 
 
 @ray.remote(max_restarts=3, max_task_retries=1)
@@ -138,6 +174,12 @@ class JudgeHost(JudgeHostImpl):
                 fetched = dict(zip(keys, await store.get.remote(keys), strict=True))
             JudgeHostImpl.__init__(self, [(spec, fetched.get(k) if k is not None else None)
                                           for spec, k in self._pending])
+            if self._store:  # reloaded versions, after a restart
+                store = ray.get_actor(self._store)
+                for version, judges in await store.versions.remote():
+                    mine = [(s, p) for s, p in judges if s.name in self.specs]
+                    if mine:
+                        self.add_version(version, mine)
             self._pending = []
             # The ~420k long-lived objects of ray and litellm leave the full-collection scans:
             # each scan cost ~220 ms and 3-7 ms per decision under load (benchmarks/README.md).
@@ -149,19 +191,29 @@ class JudgeHost(JudgeHostImpl):
         return list(self.judges)
 
     async def judge_batch(
-        self, request: Request, calls: Sequence[tuple[str, str | None]]
+        self, request: Request, calls: Sequence[tuple[str, str | None]],
+        version: str | None = None,
     ) -> list[Vote]:
         if self._pending:
             await self._build()
-        return await JudgeHostImpl.judge_batch(self, request, calls)
+        return await JudgeHostImpl.judge_batch(self, request, calls, version)
+
+    async def reload(self, version: str, judges: list[tuple[JudgeSpecBase, Any]]) -> list[str]:
+        """Build a new version of some of this host's judges (see :class:`JudgeHostImpl`)."""
+        if self._pending:
+            await self._build()
+        self.add_version(version, judges)
+        return [s.name for s, _ in judges]
 
 
-def start_payloads(payloads: Sequence[Any]) -> tuple[Any, str, list[int | None]]:
+def start_payloads(payloads: Sequence[Any], *, force: bool = False
+                   ) -> tuple[Any, str, list[int | None]]:
     """Start a :class:`PayloadStore` holding ``payloads`` (one copy per distinct object) and
     wait until it holds them; returns the store, its actor name and each payload's key (None
-    for None). Without any payload (LLM, simulated, classifier judges) no store is started:
-    the store and its name are None and ""."""
-    if all(p is None for p in payloads):
+    for None). Without any payload (LLM, simulated, classifier judges) no store is started
+    unless ``force`` (a panel whose constitution may be reloaded): the store and its name are
+    then None and ""."""
+    if all(p is None for p in payloads) and not force:
         return None, "", [None] * len(payloads)
     name = f"consensus-payloads-{uuid.uuid4().hex}"
     store = PayloadStore.options(name=name).remote()  # type: ignore[attr-defined]
