@@ -73,6 +73,15 @@ _TEMPLATE = """<!doctype html>
 {% endfor %}
 </svg>
 
+{% set mix = s.interventions %}{% if mix and mix.by_principle %}<h2>Intervention mix</h2>
+<table><tr><th>principle</th>{% for a in mix_actions %}<th class="num">{{ a }}</th>{% endfor %}</tr>
+{% for pid, row in mix.by_principle.items() %}<tr><td>{{ pid }}</td>{% for a in mix_actions %}<td class="num">{{ row.get(a, "") }}</td>{% endfor %}</tr>{% endfor %}
+{% for sev, row in mix.by_severity.items() %}<tr class="mute"><td>severity {{ sev }}</td>{% for a in mix_actions %}<td class="num">{{ row.get(a, "") }}</td>{% endfor %}</tr>{% endfor %}
+</table>
+<div class="mute">{% for a in ("revise", "regenerate") %}{% set x = mix.get(a) %}{% if x and x.chosen %}{{ a }}: chosen {{ x.chosen }}, delivered {{ x.delivered }} (success {{ fmt(x.success_rate) }}), {{ x.drafts }} draft(s), rounds {{ x.rounds }}. {% endif %}{% endfor %}
+{% if mix.escalations %}Escalated to review: {{ mix.escalations }}. {% endif %}{% if mix.screened %}Prompts stopped by input screening: {{ mix.screened }}.{% endif %}</div>
+{% endif %}
+
 <h2>Judges</h2>
 <table><tr><th>judge</th><th>accuracy vs gold</th><th class="num"></th>
 <th>agreement with consensus</th><th class="num"></th><th class="num">abstention</th>
@@ -101,7 +110,7 @@ _TEMPLATE = """<!doctype html>
 <h2>Interventions{% if shown < total %} <span class="mute">(first {{ shown }} of {{ total }})</span>{% endif %}</h2>
 <table><tr><th>request</th><th>action</th><th>why</th></tr>
 {% for o, r in rows %}<tr><td>{{ o.request_id }}{% if r and r.category %}<br><span class="mute">{{ r.category }}</span>{% endif %}</td>
-<td><span class="action a-{{ o.action }}">{{ o.action }}</span></td>
+<td><span class="action a-{{ o.action }}">{{ o.action }}</span>{% if o.chosen_action %}<br><span class="mute">chosen: {{ o.chosen_action }}</span>{% endif %}</td>
 <td>{{ o.reason }}
 <details><summary>prompt, candidates and votes</summary>
 {% if r %}<pre><b>prompt</b> {{ r.prompt[:1500] | redact }}</pre>
@@ -109,6 +118,7 @@ _TEMPLATE = """<!doctype html>
 <table>{% for v in o.votes %}<tr><td>{{ v.judge }}</td><td>{{ v.candidate_id }}</td>
 <td>{{ v.label or ("abstain: " ~ v.abstain_kind) }}</td><td class="mute">{{ (v.critique or v.abstain_reason or "")[:300] }}
 {% for x in v.violations %}<br>⚑ {{ x.principle }}: {{ x.detail }}{% endfor %}</td></tr>{% endfor %}</table>
+{% for d in o.drafts %}<pre><b>{{ d.id }}</b> ({{ d.kind }} {{ d.round }}, {{ d.source }}, {{ "accepted" if d.accepted else "rejected" }}){% if d.error %} {{ d.error }}{% endif %} {{ d.text[:1500] | redact }}</pre>{% endfor %}
 </details></td></tr>
 {% endfor %}</table>
 </body></html>
@@ -156,7 +166,8 @@ def render_report(
         s=s, cards=cards, actions=actions, judges=judges, kappa_judges=kappa_judges,
         rows=[(o, requests.get(o.request_id)) for o in flagged[:MAX_ROWS]],
         shown=min(MAX_ROWS, len(flagged)), total=len(flagged), fmt=_fmt, heat=_heat,
-        colours=COLOURS,
+        colours=COLOURS, mix_actions=sorted({a for row in s.interventions.get(
+            "by_principle", {}).values() for a in row}),
     )
 
 
