@@ -312,4 +312,7 @@ def summary_rows(summary: RunSummary) -> list[tuple[str, Any]]:
         ("latency p99 (s)", summary.latency_p99_s),
         ("wall time (s)", summary.wall_time_s),
         *((("strategy fitted on", summary.fitted_on),) if summary.fitted_on else ()),
+        *((f"{a} delivered / chosen", f"{x['delivered']} / {x['chosen']} ({x['drafts']} drafts)")
+          for a in ("revise", "regenerate")
+          if (x := summary.interventions.get(a)) and x.get("chosen")),
     ]
