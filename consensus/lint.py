@@ -32,6 +32,7 @@ import re
 import time
 from bisect import bisect_right
 from collections.abc import Iterable
+from typing import NamedTuple
 
 import regex
 
@@ -267,6 +268,62 @@ def _warning(a: Principle, b: Principle, what: str) -> str:
             f"same content ({what}) with different severities")
 
 
+class Overlap(NamedTuple):
+    """Two principles (by index) whose checks match the same content but disagree."""
+
+    first: int
+    second: int
+    what: str
+    """The shared content, e.g. ``keyword 'idiot'``."""
+    contradictory: bool
+    """True: their interventions contradict (flag vs. withhold); False: their severities differ."""
+    message: str
+
+
+class Overlaps(NamedTuple):
+    """What :func:`overlaps` found."""
+
+    found: list[Overlap]
+    more: int
+    """Overlapping pairs beyond the ``limit``, counted and not described."""
+    slow: list[tuple[str, str]]
+    """(pattern, principle id) of regexes too slow to compare with the keywords."""
+
+
+def overlaps(constitution: Constitution, limit: int = MAX_WARNINGS) -> Overlaps:
+    """Pairs of principles that match the same content but disagree (module docstring).
+
+    Example:
+        >>> from consensus.constitution import parse_constitution
+        >>> c = parse_constitution([
+        ...     {"id": "a", "text": "t", "severity": "high", "checks": [{"keywords": ["x"]}]},
+        ...     {"id": "b", "text": "t", "severity": "high", "intervention": "flag",
+        ...      "checks": [{"keywords": ["X"]}]}])
+        >>> [(o.first, o.second, o.what, o.contradictory) for o in overlaps(c).found]
+        [(0, 1, "keyword 'x'", True)]
+    """
+    ps = constitution.principles
+    deadline = time.perf_counter() + TOTAL_REGEX_BUDGET_S
+    scopes = {s: _Scope([(i, p) for i, p in enumerate(ps) if p.scope == s], deadline)
+              for s in dict.fromkeys(p.scope for p in ps)}
+    slow = [entry for sc in scopes.values() for entry in sc.slow]
+    found: list[Overlap] = []
+    more = 0
+    for i, a in enumerate(ps):
+        sc = scopes[a.scope]
+        for j in sc.partners(i, a):
+            b = ps[j]
+            if not _contradict(a, b) and a.severity == b.severity:
+                continue
+            if len(found) >= limit:
+                more += 1  # counted, not described: a pathological file stays cheap to lint
+                continue
+            both = sc.describe(a, b)
+            what = ", ".join(both[:3]) + (f" and {len(both) - 3} more" if len(both) > 3 else "")
+            found.append(Overlap(i, j, what, _contradict(a, b), _warning(a, b, what)))
+    return Overlaps(found, more, slow)
+
+
 def lint(constitution: Constitution) -> list[str]:
     """Warnings about principles that match the same content but disagree (module docstring).
 
@@ -279,28 +336,21 @@ def lint(constitution: Constitution) -> list[str]:
         ["principles 'a' (high) and 'b' (low) match the same content (length bound)
           with different severities"]
     """
-    ps = constitution.principles
-    deadline = time.perf_counter() + TOTAL_REGEX_BUDGET_S
-    scopes = {s: _Scope([(i, p) for i, p in enumerate(ps) if p.scope == s], deadline)
-              for s in dict.fromkeys(p.scope for p in ps)}
-    out = [f"regex {pattern[:80]!r} of principle {owner!r} is too slow to compare with the "
-           f"keywords of the other principles (over {REGEX_BUDGET_S:g}s, or the lint's "
-           f"{TOTAL_REGEX_BUDGET_S:g}s for all regexes ran out); not compared (the rules judge "
-           "may time out on it too)" for sc in scopes.values() for pattern, owner in sc.slow]
+    result = overlaps(constitution, limit=MAX_WARNINGS)
+    out = [slow_message(pattern, owner) for pattern, owner in result.slow]
     more = max(0, len(out) - MAX_WARNINGS)
     del out[MAX_WARNINGS:]
-    for i, a in enumerate(ps):
-        sc = scopes[a.scope]
-        for j in sc.partners(i, a):
-            b = ps[j]
-            if not _contradict(a, b) and a.severity == b.severity:
-                continue
-            if len(out) >= MAX_WARNINGS:
-                more += 1  # counted, not described: a pathological file stays cheap to lint
-                continue
-            both = sc.describe(a, b)
-            what = ", ".join(both[:3]) + (f" and {len(both) - 3} more" if len(both) > 3 else "")
-            out.append(_warning(a, b, what))
+    room = MAX_WARNINGS - len(out)
+    out += [o.message for o in result.found[:room]]
+    more += result.more + max(0, len(result.found) - room)
     if more:
         out.append(f"... and {more} more warnings")
     return out
+
+
+def slow_message(pattern: str, owner: str) -> str:
+    """The warning about a regex too slow to compare with the keywords."""
+    return (f"regex {pattern[:80]!r} of principle {owner!r} is too slow to compare with the "
+            f"keywords of the other principles (over {REGEX_BUDGET_S:g}s, or the lint's "
+            f"{TOTAL_REGEX_BUDGET_S:g}s for all regexes ran out); not compared (the rules judge "
+            "may time out on it too)")
