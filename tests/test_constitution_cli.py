@@ -176,6 +176,42 @@ def test_a_catastrophic_pattern_is_flagged_and_bounded_at_run_time() -> None:
     assert "principle no-x: regex check" in (vote.abstain_reason or "")
 
 
+
+def test_validate_warns_about_risky_patterns_statically(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import consensus.lint_file
+
+    def never(*_: object, **__: object) -> None:
+        raise AssertionError("validate ran the timed probes or the corpus checks")
+
+    for name in ("regex_risks", "load_corpus", "corpus_findings"):
+        monkeypatch.setattr(consensus.lint_file, name, never)
+    risky = write(tmp_path / "risky.yaml", """\
+principles:
+  - id: stall
+    text: Catastrophic.
+    severity: high
+    checks:
+      - regex: "(a+)+$"
+  - id: slow
+    text: Polynomial.
+    severity: low
+    checks:
+      - regex: "\\\\s+x?\\\\s*y"
+""")
+    good = write(tmp_path / "good.yaml", "principles:\n  - {id: a, text: t, severity: high, "
+                 "checks: [{keywords: [idiot]}]}\n")
+    with pytest.raises(SystemExit) as info:
+        main(["validate", str(risky), str(good)])
+    assert info.value.code == 0  # warnings never fail validation
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"{risky}: constitution ok (2 principles)"
+    assert out[1].startswith(f"{risky}:6: warning: catastrophic-backtracking: nested quantifier")
+    assert out[1].endswith("(principles.0.checks.0.pattern)")
+    assert out[2].startswith(f"{risky}:11: warning: polynomial-backtracking: ")
+    assert out[2].endswith("(principles.1.checks.0.pattern)")
+    assert out[3:] == [f"{good}: constitution ok (1 principles)"]
+
 # --- diff -------------------------------------------------------------------------------------
 
 OLD = """\

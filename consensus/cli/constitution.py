@@ -44,7 +44,8 @@ def lint(
 ) -> None:
     """Find duplicate ids, bad or risky patterns, dead or overbroad checks, conflicting and
     unused principles; each finding with file, line and field path."""
-    from consensus.lint_file import lint_file, load_corpus
+    from consensus.lint_corpus import load_corpus
+    from consensus.lint_file import lint_file
 
     texts = load_corpus(corpus or []) if not no_probe else []
     reports = [lint_file(f, scenarios=scenario or [], probe=not no_probe, texts=texts)

@@ -4,7 +4,10 @@ Validation checks everything ``consensus run`` will need, without starting Ray: 
 every judge's files (constitutions, record CSVs and the judges recorded in them), the strategy
 and policy against the panel, and a ``fit_on`` scenario. Every file is checked; each invalid one
 gets an error line naming the file, the field path and the problem, and the exit code is 2 if
-any was invalid.
+any was invalid. A valid constitution also gets warnings: principles that overlap but disagree
+(:func:`consensus.lint.lint`) and patterns at risk of catastrophic or polynomial backtracking
+(:func:`consensus.lint_file.lint_regexes`, static analysis only; ``consensus constitution lint``
+adds timed probes and the corpus checks). Warnings never change the exit code.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ def check_file(f: Path) -> str:
     """Validate one file; the report line, or a ConfigError."""
     from consensus.constitution import parse_constitution
     from consensus.lint import lint
+    from consensus.lint_file import lint_regexes
     from consensus.scenario import load_scenario, scenario_warnings
 
     data = read_yaml(f)
@@ -45,6 +49,8 @@ def check_file(f: Path) -> str:
         c = parse_constitution(data, source=str(f))
         lines = [f"{f}: constitution ok ({len(c.principles)} principles)"]
         lines += [f"{f}: warning: {w}" for w in lint(c)]
+        # the static regex risks only: no timed probe, no corpus (`constitution lint` has them)
+        lines += [r.model_copy(update={"severity": "warning"}).text() for r in lint_regexes(f)]
         return "\n".join(lines)
     if isinstance(data, dict):
         s = load_scenario(f)
