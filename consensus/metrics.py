@@ -198,7 +198,7 @@ def summarize(
         by_category=categories,
         disabled_judges=dict(disabled or {}),
         parse_paths=dict(sum(parses.values(), Counter())),
-        warnings=abstention_warnings(per_judge),
+        warnings=abstention_warnings(per_judge) + degraded_warnings(outcomes),
         interventions=intervention_mix(outcomes),
     )
 
@@ -227,3 +227,17 @@ def abstention_warnings(per_judge: dict[str, JudgeSummary],
             out.append(f"judge {name} abstained on {n} of {j.n_votes} calls "
                        f"({j.abstention_rate:.0%})" + (f": {kinds}" if kinds else ""))
     return out
+
+
+DEGRADED = "[degraded:"
+"""How a judge that runs on a fallback says so at the start of its critiques (judges/harm.py)."""
+
+
+def degraded_warnings(outcomes: Sequence[Outcome]) -> list[str]:
+    """One warning per judge that voted on a fallback backend, with its reason."""
+    seen: dict[str, str] = {}
+    for o in outcomes:
+        for v in o.votes:
+            if v.judge not in seen and v.critique.startswith(DEGRADED):
+                seen[v.judge] = v.critique[len(DEGRADED):].split("]", 1)[0].strip()
+    return [f"judge {j} degraded: {why}" for j, why in sorted(seen.items())]

@@ -34,7 +34,7 @@ def _register() -> None:
     # Explicit, not by import side effect: each module exposes a plain function.
     if app.registered_commands:
         return
-    from consensus.cli import compare, constitution, info, run, tune, validate
+    from consensus.cli import compare, constitution, info, run, train, tune, validate
 
     app.command("run")(run.run)
     app.command("compare")(compare.compare)
@@ -44,6 +44,7 @@ def _register() -> None:
     app.command("strategies")(info.strategies)
     app.command("judges")(info.judges)
     app.command("schema")(info.schema)
+    app.command("train-harm")(train.train_harm)
 
 
 def main(argv: list[str] | None = None) -> None:
