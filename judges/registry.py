@@ -56,6 +56,7 @@ class JudgeKind:
 DEFAULT_JUDGE_KINDS: tuple[JudgeKind, ...] = (
     JudgeKind("rules", "judges.rules", "RulesJudgeSpec", "RulesJudge", True),
     JudgeKind("classifier", "judges.classifier", "ClassifierJudgeSpec", "ClassifierJudge", False),
+    JudgeKind("factuality", "judges.factuality", "FactualitySpec", "FactualityJudge", True),
     JudgeKind("harm", "judges.harm", "HarmJudgeSpec", "HarmJudge", False),
     JudgeKind("llm", "judges.llm", "LLMJudgeSpec", "LLMJudge", True),
     JudgeKind("replay", "judges.replay", "ReplayJudgeSpec", "ReplayJudge", True),

@@ -110,7 +110,9 @@ def test_main_job_smoke_scenario(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout)
-    assert summary["n_requests"] >= 40 and set(summary["per_judge"]) == {"rules", "toxicity"}
+    # The default panel: rules and the offline factuality judge (safety_smoke.yaml says why
+    # the profanity classifier left it).
+    assert summary["n_requests"] >= 40 and set(summary["per_judge"]) == {"rules", "factuality"}
     assert set(summary["disabled_judges"]) == {"gpt-4o-mini", "claude-haiku"}
     sc = load_scenario(ROOT / "scenarios" / "safety_smoke.yaml")
     spec = next(j for j in sc.judges if j.name == "rules")

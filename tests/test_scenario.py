@@ -42,7 +42,7 @@ def test_valid_scenario_loads(tmp_path):
 @pytest.mark.parametrize("text, field, needle", [
     (BASE + "strategy: nope\n", "strategy", "valid strategies: majority, weighted, veto"),
     ("name: t\ndataset: d.jsonl\npanel:\n  - {name: s, kind: oracle}\n", "panel.0.kind",
-     "valid kinds: classifier, harm, llm, replay, rules, simulated"),
+     "valid kinds: classifier, factuality, harm, llm, replay, rules, simulated"),
     ("name: t\ndataset: d.jsonl\npanel:\n  - {name: s, kind: simulated, default_accuracy: 2}\n",
      "panel.0.default_accuracy", "less than or equal to 1"),
     ("name: t\ndataset: d.jsonl\npanel:\n  - {name: s, kind: simulated, colour: red}\n",
@@ -87,7 +87,7 @@ def test_json_schema_covers_judge_kinds():
         if "$ref" in s:  # self-referencing specs (simulated judges copy other judges)
             s = s["$defs"][s["$ref"].rsplit("/", 1)[1]]
         kinds.add(s["properties"]["kind"]["default"])
-    assert kinds == {"rules", "classifier", "harm", "llm", "replay", "simulated"}
+    assert kinds == {"rules", "classifier", "factuality", "harm", "llm", "replay", "simulated"}
 
 
 def test_cli_reports_config_error_without_traceback(tmp_path):
