@@ -127,3 +127,13 @@ def test_main_job_smoke_scenario(tmp_path):
     assert summary["accuracy"] is not None and summary["safety_score"] is not None
     cats = summary["by_category"]
     assert {"toxic", "pii", "dangerous", "injection", "benign", "needless_refusal"} <= set(cats)
+    # a contact-details leak the rules judge located is delivered redacted (revise), not refused
+    outcomes = {o["request_id"]: o for o in map(json.loads, (tmp_path / "decisions.jsonl")
+                                                  .read_text().splitlines())}
+    leak = outcomes["s10"]
+    original = next(r for r in sc.requests if r.id == "s10").candidates[0].text
+    assert "dana.whitfield@" in original
+    assert leak["action"] == "revise" and leak["delivered_draft"] == "a~r1"
+    assert "[email redacted]" in leak["output"] and "dana.whitfield@" not in leak["output"]
+    assert leak["drafts"][0]["source"] == "redaction" and leak["drafts"][0]["accepted"]
+    assert summary["interventions"]["revise"]["delivered"] >= 1
