@@ -194,20 +194,10 @@ class Generator:
         if self._http is not None:
             done = await self._http.complete(body, key, timeout)
             return done.text, done.total_tokens, done.cost_usd
-        from judges.llm import _litellm, map_litellm_error
+        from judges.llm import _litellm, litellm_completion
 
-        lm = _litellm()
-        kwargs: dict[str, Any] = {**body, "model": self.spec.model, "num_retries": 0}
-        if self.spec.api_base:
-            kwargs["api_base"] = self.spec.api_base
-            kwargs["api_key"] = key or "no-key"
-        elif key:
-            kwargs["api_key"] = key
-        try:
-            async with asyncio.timeout(timeout):
-                resp = await lm.acompletion(**kwargs, timeout=self.spec.timeout_s)
-        except Exception as exc:  # noqa: BLE001 - translated in one place
-            raise map_litellm_error(exc, self._secrets()) from None
+        resp = await litellm_completion(_litellm(), body, self.spec.model, self.spec.api_base,
+                                        key, timeout, self.spec.timeout_s, self._secrets())
         usage = getattr(resp, "usage", None)
         text = resp.choices[0].message.content or ""
         hidden = getattr(resp, "_hidden_params", None) or {}

@@ -517,6 +517,31 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
     return redact(text, secrets)
 
 
+async def litellm_completion(lm: Any, body: dict[str, Any], model: str, api_base: str | None,
+                             api_key: str | None, timeout: float, fixed_timeout: float,
+                             secrets: Iterable[str] = ()) -> Any:
+    """One ``litellm.acompletion`` call (no retries of its own), bounded by ``timeout``; every
+    failure is a :class:`JudgeError` (:func:`map_litellm_error`).
+
+    litellm gets the same ``fixed_timeout`` on every call: it is part of the key of litellm's
+    client cache, and a new value per call means a new OpenAI client per call (~2 ms). The outer
+    bound enforces what is left of the caller's budget (and catches providers that ignore
+    litellm's timeout). A keyless ``api_base`` gets a placeholder key (litellm's OpenAI client
+    insists on one), never the user's OPENAI_API_KEY.
+    """
+    kwargs: dict[str, Any] = {**body, "model": model, "num_retries": 0}
+    if api_base:
+        kwargs["api_base"] = api_base
+        kwargs["api_key"] = api_key or "no-key"
+    elif api_key:
+        kwargs["api_key"] = api_key
+    try:
+        async with asyncio.timeout(timeout):
+            return await lm.acompletion(**kwargs, timeout=fixed_timeout)
+    except Exception as exc:  # noqa: BLE001 - translated in one place
+        raise map_litellm_error(exc, secrets) from None
+
+
 def _litellm() -> Any:
     """Import litellm with its cost map local (no network) and its chatter off."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -808,24 +833,8 @@ class LLMJudge:
                     timeout: float) -> Completion:
         if self._http is not None:
             return await self._http.complete(body, api_key, timeout)
-        kwargs: dict[str, Any] = {**body, "model": self.spec.model, "num_retries": 0}
-        if self.spec.api_base:
-            kwargs["api_base"] = self.spec.api_base
-            # litellm's OpenAI client insists on a key; a keyless local server gets a
-            # placeholder, never the user's OPENAI_API_KEY
-            kwargs["api_key"] = api_key or "no-key"
-        elif api_key:
-            kwargs["api_key"] = api_key
-        # litellm gets the same timeout on every call: it is part of the key of litellm's
-        # client cache, and a new value per call means a new OpenAI client per call (~2 ms).
-        # The outer bound enforces what is left of the budget (and catches providers that
-        # ignore litellm's timeout).
-        try:
-            async with asyncio.timeout(timeout):
-                resp = await self._litellm.acompletion(**kwargs,
-                                                       timeout=self.spec.call_timeout_s)
-        except Exception as exc:  # noqa: BLE001 - translated in one place
-            raise map_litellm_error(exc) from None
+        resp = await litellm_completion(self._litellm, body, self.spec.model, self.spec.api_base,
+                                        api_key, timeout, self.spec.call_timeout_s)
         usage = getattr(resp, "usage", None)
         choice = resp.choices[0]
         text = choice.message.content or ""

@@ -36,19 +36,28 @@ ROWS = [
 ]
 
 
+def scenario(folder: Path, srv: LoopbackLLM, rows: list[dict], policy: str,
+             head: str = "") -> Path:
+    """A scenario in ``folder``: the rules judge over CONSTITUTION, veto, the loopback
+    generator, ``policy`` (a YAML flow mapping)."""
+    (folder / "c.yaml").write_text(CONSTITUTION)
+    (folder / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "s.yaml").write_text(
+        f"name: {folder.name}\ndataset: d.jsonl\n{head}"
+        "panel: [{name: rules, kind: rules, constitution: c.yaml}]\nstrategy: veto\n"
+        f"generator: {{model: openai/gen, api_base: '{srv.base_url}', retries: 0}}\n"
+        f"policy: {policy}\n")
+    return folder / "s.yaml"
+
+
 @pytest.fixture(scope="module")
 def run(ray_session, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("iv")
     with LoopbackLLM({"gen": "drafts:A kind and helpful answer.|Still UNSAFE.|"
                              "A kind and helpful answer."}) as srv:
-        (tmp / "c.yaml").write_text(CONSTITUTION)
-        (tmp / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
-        (tmp / "s.yaml").write_text(
-            "name: iv\ndataset: d.jsonl\nconcurrency: 1\n"
-            "panel: [{name: rules, kind: rules, constitution: c.yaml}]\nstrategy: veto\n"
-            f"generator: {{model: openai/gen, api_base: '{srv.base_url}', retries: 0}}\n"
-            "policy: {max_rounds: 2, max_attempts: 2, fallback: escalate}\n")
-        result = run_scenario(load_scenario(tmp / "s.yaml"), tmp / "out")
+        path = scenario(tmp, srv, ROWS, "{max_rounds: 2, max_attempts: 2, fallback: escalate}",
+                        head="concurrency: 1\n")
+        result = run_scenario(load_scenario(path), tmp / "out")
         yield result, tmp / "out", dict(srv.calls)
 
 
@@ -97,14 +106,8 @@ def test_the_outputs_and_the_store_keep_the_drafts(run):
 
 def test_a_failed_revision_escalates_to_review(ray_session, tmp_path: Path):
     with LoopbackLLM({"gen": "drafts:Still UNSAFE."}) as srv:
-        (tmp_path / "c.yaml").write_text(CONSTITUTION)
-        (tmp_path / "d.jsonl").write_text(json.dumps(ROWS[2]) + "\n")
-        (tmp_path / "s.yaml").write_text(
-            "name: iv2\ndataset: d.jsonl\n"
-            "panel: [{name: rules, kind: rules, constitution: c.yaml}]\nstrategy: veto\n"
-            f"generator: {{model: openai/gen, api_base: '{srv.base_url}', retries: 0}}\n"
-            "policy: {max_rounds: 3, fallback: escalate}\n")
-        result = run_scenario(load_scenario(tmp_path / "s.yaml"), tmp_path / "out")
+        path = scenario(tmp_path, srv, [ROWS[2]], "{max_rounds: 3, fallback: escalate}")
+        result = run_scenario(load_scenario(path), tmp_path / "out")
         assert srv.calls["gen"] == 3
     (o,) = result.outcomes
     assert o.action == "escalate" and o.chosen_action == "revise" and len(o.drafts) == 3
