@@ -209,8 +209,9 @@ ABSTAIN_WARN_RATE = 0.5
 
 def abstention_warnings(per_judge: dict[str, JudgeSummary],
                         threshold: float = ABSTAIN_WARN_RATE) -> list[str]:
-    """One line per judge that abstained on more than ``threshold`` of its calls, with the
-    kinds: the panel decided without it, which a reader of the accuracy must know.
+    """One line per judge that failed to vote on more than ``threshold`` of its calls, with the
+    kinds: the panel decided without it, which a reader of the accuracy must know. Recusals
+    (a judge with nothing to judge, e.g. factuality without a reference) do not count.
 
     Example:
         >>> abstention_warnings({"gpt": JudgeSummary(n_votes=57, abstention_rate=53 / 57,
@@ -220,12 +221,13 @@ def abstention_warnings(per_judge: dict[str, JudgeSummary],
     """
     out = []
     for name, j in per_judge.items():
-        if j.n_votes and j.abstention_rate > threshold:
-            n = round(j.abstention_rate * j.n_votes)
+        if j.n_votes and j.failure_rate() > threshold:
+            n = round(j.failure_rate() * j.n_votes)
             kinds = ", ".join(f"{c} {k}" for k, c in sorted(j.abstentions.items(),
-                                                           key=lambda kv: -kv[1]))
+                                                           key=lambda kv: -kv[1])
+                              if k != "recusal")
             out.append(f"judge {name} abstained on {n} of {j.n_votes} calls "
-                       f"({j.abstention_rate:.0%})" + (f": {kinds}" if kinds else ""))
+                       f"({j.failure_rate():.0%})" + (f": {kinds}" if kinds else ""))
     return out
 
 

@@ -427,6 +427,16 @@ class JudgeSummary(_Frozen):
         default_factory=dict, description="Replies per parse path (strict, fallback, "
         "unparseable); empty for judges without replies to parse.")
 
+    def failure_rate(self) -> float:
+        """Share of calls that failed to vote: abstentions other than ``recusal`` (a recusal is
+        a judge saying a subject is not its to judge, e.g. factuality without a reference)."""
+        if not self.n_votes:
+            return 0.0
+        if not self.abstentions:
+            return self.abstention_rate
+        failed = sum(n for kind, n in self.abstentions.items() if kind != "recusal")
+        return failed / self.n_votes
+
 
 class RunStats(_Frozen):
     """Run-level agreement statistics over a panel.

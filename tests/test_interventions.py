@@ -336,3 +336,16 @@ def test_a_version_1_store_is_migrated_and_a_newer_one_refused(tmp_path):
     store.close()
     with pytest.raises(ConfigError, match="newer than this release"):
         Store(path)
+
+
+def test_recusals_are_not_failures_in_the_abstention_warning():
+    from consensus.metrics import abstention_warnings
+    from consensus.types import JudgeSummary
+
+    recused = JudgeSummary(n_votes=10, abstention_rate=1.0, agreement_with_consensus=None,
+                           accuracy=None, abstentions={"recusal": 10})
+    failing = JudgeSummary(n_votes=10, abstention_rate=0.9, agreement_with_consensus=None,
+                           accuracy=None, abstentions={"recusal": 2, "timeout": 7})
+    assert recused.failure_rate() == 0.0 and failing.failure_rate() == pytest.approx(0.7)
+    assert abstention_warnings({"factuality": recused, "gpt": failing}) == [
+        "judge gpt abstained on 7 of 10 calls (70%): 7 timeout"]

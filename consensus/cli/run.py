@@ -31,8 +31,9 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print summary.json to stdout.")] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "warning",
     fail_on_abstain_rate: Annotated[float | None, typer.Option(
-        min=0.0, max=1.0, help="Exit 3 when any judge abstained on more than this share of "
-        "its calls (e.g. 0.5: a judge that could not vote most of the time fails the run).")]
+        min=0.0, max=1.0, help="Exit 3 when any judge failed to vote on more than this share "
+        "of its calls (e.g. 0.5: a judge that could not vote most of the time fails the run; "
+        "recusals, a judge with nothing to judge, do not count).")]
         = None,
 ) -> None:
     """Run SCENARIO: every request through the panel, strategy and policy.
@@ -62,8 +63,8 @@ def run(
     for line in result.summary.warnings:  # on stderr, even with --json
         console.print(f"[bold yellow]warning: {line}[/bold yellow]")
     if fail_on_abstain_rate is not None:
-        over = {n: j.abstention_rate for n, j in result.summary.per_judge.items()
-                if j.abstention_rate > fail_on_abstain_rate}
+        over = {n: j.failure_rate() for n, j in result.summary.per_judge.items()
+                if j.failure_rate() > fail_on_abstain_rate}
         if over:
             worst = ", ".join(f"{n} {r:.0%}" for n, r in sorted(over.items()))
             console.print(f"[bold red]abstention rate above {fail_on_abstain_rate:g}: "
