@@ -27,7 +27,6 @@ import regex
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from consensus.constitution import (
-    LEET_EQUIVALENTS,
     Constitution,
     KeywordsCheck,
     LengthCheck,
@@ -37,6 +36,7 @@ from consensus.constitution import (
     RegexCheck,
     parse_constitution,
 )
+from consensus.constitution_checks import LEET_EQUIVALENTS
 from consensus.lint import lint
 
 DETECTORS = ("email", "phone", "credit_card", "iban", "api_key")

@@ -37,7 +37,6 @@ from typing import NamedTuple
 import regex
 
 from consensus.constitution import (
-    LEET_EQUIVALENTS,
     Constitution,
     KeywordsCheck,
     LengthCheck,
@@ -47,6 +46,7 @@ from consensus.constitution import (
     RegexCheck,
     compile_regex,
 )
+from consensus.constitution_checks import LEET_EQUIVALENTS
 
 MAX_WARNINGS = 100
 """Warnings listed before the final ``... and N more warnings`` line."""

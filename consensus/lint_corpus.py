@@ -120,7 +120,8 @@ def _corpus_file(path: Path) -> list[Text]:
 def corpus_findings(checks: Sequence[CheckAt], corpus: Sequence[Text], add: Sink) -> None:
     """Run each regex and keywords check over the corpus texts of its scope (module docstring)."""
     from judges.budget import Budget
-    from judges.rules import CheckTimeout, RulesJudge
+    from judges.rules import RulesJudge
+    from judges.rules_match import CheckTimeout
 
     for at in checks:
         if not isinstance(at.check, RegexCheck | KeywordsCheck):

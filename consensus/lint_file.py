@@ -58,16 +58,14 @@ from typing import Any, get_args
 from pydantic import TypeAdapter, ValidationError
 
 from consensus.constitution import (
-    CHECK_TYPES,
-    DEFAULT_REFUSAL_PHRASES,
     SEVERITY_RANK,
     Check,
     Constitution,
     Principle,
     RefusalCheck,
-    expand_check,
-    expand_lexicons,
 )
+from consensus.constitution_checks import CHECK_TYPES, DEFAULT_REFUSAL_PHRASES, expand_check
+from consensus.constitution_lexicon import expand_lexicons
 from consensus.errors import ConfigError
 from consensus.files import read_text, read_yaml
 from consensus.lint import overlaps, slow_message

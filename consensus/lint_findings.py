@@ -14,7 +14,7 @@ from typing import Any, Literal, NamedTuple
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from consensus.constitution import CHECK_TYPES
+from consensus.constitution_checks import CHECK_TYPES
 
 LintCode = Literal[
     "duplicate-id", "invalid-regex", "unknown-severity", "unknown-intervention", "invalid-field",

@@ -14,7 +14,8 @@ from consensus.errors import ConfigError
 from consensus.lint import lint
 from consensus.types import Candidate, Request
 from judges.replay import RecordTable, ReplayJudge, ReplayJudgeSpec, usable_votes
-from judges.rules import RulesJudge, keyword_regex
+from judges.rules import RulesJudge
+from judges.rules_match import keyword_regex
 
 HEADER = "request_id,candidate_id,judge,label,confidence,reason\n"
 

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from consensus.constitution import Constitution, load_constitution, parse_constitution
 from consensus.types import Candidate, Request, Vote
 from judges.pii import entropy, iban_ok, luhn_ok, mask
-from judges.rules import RulesJudge, RulesJudgeSpec, keyword_regex
+from judges.rules import RulesJudge, RulesJudgeSpec
+from judges.rules_match import keyword_regex
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "scenarios" / "constitution.yaml"

@@ -17,15 +17,16 @@ from hypothesis import strategies as st
 from consensus.constitution import (
     Constitution,
     compile_regex,
-    lexicon_regex,
     load_constitution,
     parse_constitution,
 )
+from consensus.constitution_lexicon import lexicon_regex
 from consensus.errors import ConfigError
 from consensus.lint import lint
 from consensus.types import Candidate, Request, Vote
 from judges.budget import Budget
-from judges.rules import APPROPRIATE_REFUSAL_CONFIDENCE, RulesJudge, injection_payloads
+from judges.rules import APPROPRIATE_REFUSAL_CONFIDENCE, RulesJudge
+from judges.rules_match import injection_payloads
 
 ROOT = Path(__file__).resolve().parents[1]
 CONSTITUTIONS = ROOT / "scenarios" / "constitutions"
