@@ -209,7 +209,8 @@ class Policy(BaseModel):
             elif named:  # flag delivers, and nothing the panel rejected is ever delivered
                 why += (f"; principle {named[0][1]} asks for flag, but a rejected candidate is "
                         f"not delivered: {action}")
-        if self.escalate_below is not None and action != "block":
+        # a principle's block stands however unsure the panel is; anything else may escalate
+        if self.escalate_below is not None and not (action == "block" and principle):
             sure = max((d.probability or 0.0 for d in decisions if d.label == REJECT),
                        default=0.0)
             if sure < self.escalate_below:

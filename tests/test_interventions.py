@@ -277,6 +277,19 @@ def test_an_unsure_rejection_escalates_with_a_priority():
     out = asyncio.run(coord.decide(req("x")))
     assert out.action == "escalate" and "the panel is unsure" in out.reason
     assert out.escalation.priority == 2 and [o.request_id for o in seen] == ["r"]
+    # without any principle (on_reject: block) an unsure rejection escalates too ...
+    plain = Table(Vote(judge="j", request_id="r", candidate_id="a", label="reject"),
+                  Vote(judge="j2", request_id="r", candidate_id="a", label="reject"),
+                  Vote(judge="k", request_id="r", candidate_id="a", label="accept"))
+    plain.size = 3
+    assert asyncio.run(Coordinator(plain, Majority(), policy).decide(req("x"))).action == \
+        "escalate"
+    # ... but a principle's block stands however unsure the panel is
+    blocked = Table(principled("p", "block", "critical"), principled("p", "block", "critical"),
+                    Vote(judge="k", request_id="r", candidate_id="a", label="accept"))
+    blocked.size = 3
+    assert asyncio.run(Coordinator(blocked, Majority(), policy).decide(req("x"))).action == \
+        "block"
 
 
 def test_a_block_names_its_principle_unless_told_not_to():
