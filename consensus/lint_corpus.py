@@ -73,8 +73,28 @@ class Text(NamedTuple):
     benign: bool
 
 
-def load_corpus(files: Sequence[str | Path] = ()) -> list[Text]:
-    """The corpus: :data:`BENIGN_TEXTS` plus ``files`` (default :data:`DEFAULT_DATASET`).
+EXAMPLES_GLOB = "*_examples.jsonl"
+"""Example files a constitution ships beside itself (one example per check, say): they join the
+default corpus of every constitution in their folder."""
+
+
+def default_corpus_files(constitution: str | Path | None = None) -> list[Path]:
+    """:data:`DEFAULT_DATASET` and the example files in the constitution's folder.
+
+    Example:
+        >>> [p.name for p in default_corpus_files()][:1]
+        ['safety_smoke.jsonl']
+    """
+    out = [DEFAULT_DATASET] if DEFAULT_DATASET.is_file() else []
+    if constitution is not None:
+        out += sorted(Path(constitution).resolve().parent.glob(EXAMPLES_GLOB))
+    return out
+
+
+def load_corpus(files: Sequence[str | Path] = (), *,
+                constitution: str | Path | None = None) -> list[Text]:
+    """The corpus: :data:`BENIGN_TEXTS` plus ``files`` (default: :func:`default_corpus_files`
+    of ``constitution``).
 
     Example:
         >>> len(load_corpus([])) > len(BENIGN_TEXTS)
@@ -82,7 +102,7 @@ def load_corpus(files: Sequence[str | Path] = ()) -> list[Text]:
     """
     out = [Text(t, "any", True) for t in BENIGN_TEXTS]
     if not files:
-        files = [DEFAULT_DATASET] if DEFAULT_DATASET.is_file() else []
+        files = default_corpus_files(constitution)
     for f in files:
         out += _corpus_file(Path(f))
     return out

@@ -329,3 +329,31 @@ def test_diff_cli_without_ray(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         main(["constitution", "diff", str(new), str(old), "--on", str(sc)])
     err = capsys.readouterr().err
     assert info.value.code == 2 and "no rules judge" in err and "--judge" in err
+
+
+@pytest.mark.parametrize("name", ["default", "healthcare"])
+def test_the_shipped_constitutions_are_lint_clean(name: str,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Plain `consensus constitution lint`: its default corpus takes the example files beside
+    the constitution, so every check is tried on a text it is meant to catch."""
+    path = ROOT / "scenarios" / "constitutions" / f"{name}.yaml"
+    with pytest.raises(SystemExit) as info:
+        main(["constitution", "lint", str(path), "--strict"])
+    out = capsys.readouterr().out
+    assert info.value.code == 0, out
+    assert "0 error(s), 0 warning(s)" in out
+
+
+def test_example_files_beside_a_constitution_join_its_default_corpus(tmp_path: Path) -> None:
+    from consensus.lint_corpus import default_corpus_files, load_corpus
+
+    c = write(tmp_path / "c.yaml", "principles:\n  - {id: a, text: t, severity: high, "
+              "checks: [{keywords: [zork]}]}\n")
+    (tmp_path / "c_examples.jsonl").write_text('{"text": "a zork here"}\n')
+    assert tmp_path / "c_examples.jsonl" in default_corpus_files(c)
+    texts = [t.text for t in load_corpus(constitution=c)]
+    assert "a zork here" in texts
+    findings = lint_file(c, texts=load_corpus(constitution=c)).findings
+    assert not [f for f in findings if f.code == "never-matches"]
+    bare = lint_file(c, texts=load_corpus()).findings
+    assert [f.code for f in bare if f.code == "never-matches"] == ["never-matches"]

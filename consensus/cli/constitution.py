@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -32,7 +32,8 @@ def lint(
     files: Annotated[list[Path], typer.Argument(help="Constitution YAML files.")],
     corpus: Annotated[list[Path] | None, typer.Option(
         help="Texts to test the checks on: JSONL requests, JSONL {\"text\": ...} or plain text "
-             "(one per line); repeatable. Default: the safety smoke dataset.")] = None,
+             "(one per line); repeatable. Default: the safety smoke dataset and the example "
+             "files beside the constitution (*_examples.jsonl in its folder).")] = None,
     scenario: Annotated[list[Path] | None, typer.Option(
         help="Scenarios whose judges read the constitution (for unused principles); "
              "repeatable.")] = None,
@@ -47,8 +48,12 @@ def lint(
     from consensus.lint_corpus import load_corpus
     from consensus.lint_file import lint_file
 
-    texts = load_corpus(corpus or []) if not no_probe else []
-    reports = [lint_file(f, scenarios=scenario or [], probe=not no_probe, texts=texts)
+    def texts(f: Path) -> list[Any]:
+        if no_probe:
+            return []
+        return load_corpus(corpus or [], constitution=None if corpus else f)
+
+    reports = [lint_file(f, scenarios=scenario or [], probe=not no_probe, texts=texts(f))
                for f in files]
     if as_json:
         print(json.dumps([r.as_json() for r in reports], indent=2))
