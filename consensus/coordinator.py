@@ -156,8 +156,8 @@ class Panel:
                                for h, items in per_host.items()))
         if self.store is not None:
             await self.store.add_version.remote(version, list(judges))
-        for spec, _ in judges:
-            self.specs = [spec if s.name == spec.name else s for s in self.specs]
+        changed = {spec.name: spec for spec, _ in judges}
+        self.specs = [changed.get(s.name, s) for s in self.specs]
 
     async def poll(self, request: Request, version: str | None = None) -> tuple[Vote, ...]:
         """Every enabled judge's vote on every subject of ``request``, in panel order; with
@@ -359,10 +359,10 @@ class Coordinator:
     def conclude(self, request: Request, votes: Sequence[Vote], latency_s: float) -> Outcome:
         """Turn one request's votes into an outcome (no I/O but one debug log line); the
         action is the policy's choice, not yet carried out (see :meth:`decide`)."""
-        return self._conclude(request, votes, latency_s)[0]
+        return self._conclude(request, votes, latency_s, self.constitution_version)[0]
 
-    def _conclude(self, request: Request, votes: Sequence[Vote],
-                  latency_s: float) -> tuple[Outcome, Choice]:
+    def _conclude(self, request: Request, votes: Sequence[Vote], latency_s: float,
+                  version: str | None) -> tuple[Outcome, Choice]:
         decisions = tuple(self.decide_ballots(request, votes))
         choice = self.policy.choose(request, decisions, votes)
         cost = sum(v.cost_usd for v in votes if v.cost_usd)
@@ -373,16 +373,14 @@ class Coordinator:
             accepted_candidate=choice.candidate, output=choice.text, reason=choice.reason,
             decisions=decisions, votes=tuple(votes), latency_s=latency_s, cost_usd=cost,
             principle=choice.principle, severity=choice.severity,
-            constitution_version=self.constitution_version,
+            constitution_version=version,  # the one it was polled under (a reload may follow)
         )
         return outcome, choice
 
     async def _finish(self, request: Request, votes: Sequence[Vote], start: float,
                       version: str | None) -> Outcome:
         """Conclude, carry the action out, and time the whole decision."""
-        outcome, choice = self._conclude(request, votes, time.perf_counter() - start)
-        if version != outcome.constitution_version:  # a reload switched while it was polled
-            outcome = outcome.model_copy(update={"constitution_version": version})
+        outcome, choice = self._conclude(request, votes, time.perf_counter() - start, version)
         if outcome.action in ("revise", "regenerate", "escalate"):
             outcome = await self.interventions.resolve(self, request, outcome, choice)
             outcome = outcome.model_copy(update={"latency_s": time.perf_counter() - start})

@@ -33,10 +33,10 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from consensus.constitution import Constitution, Principle
+from consensus.constitution import SEVERITY_RANK, Constitution, Principle
 from consensus.errors import JudgeError
 from consensus.generator import Generator, regeneration_messages, revision_messages
-from consensus.policy import SEVERITY_PRIORITY, Choice, Policy
+from consensus.policy import Choice, Policy
 from consensus.types import (
     ACCEPT,
     Candidate,
@@ -152,7 +152,7 @@ class Interventions:
         stop = blocking(found)
         if not stop:
             return None
-        worst = max(stop, key=lambda v: SEVERITY_PRIORITY.get(v.severity or "low", 0))
+        worst = max(stop, key=lambda v: SEVERITY_RANK.get(v.severity or "low", 0))
         return Outcome(
             request_id=request.id, action="block", output=self.policy.refusal_for(worst.principle),
             reason=f"input screening: the prompt violates {worst.principle} "
@@ -312,7 +312,7 @@ class Interventions:
     async def _escalate(self, request: Request, outcome: Outcome) -> Outcome:
         principles = tuple(sorted({viol.principle for v in outcome.votes if v.label != ACCEPT
                                    for viol in v.violations}))
-        priority = SEVERITY_PRIORITY.get(outcome.severity or "", 1)
+        priority = SEVERITY_RANK.get(outcome.severity or "", 1)
         if any(d.no_consensus for d in outcome.decisions):
             priority = max(priority, 2)  # a panel that could not decide needs eyes soon
         esc = Escalation(priority=priority, reason=outcome.reason, principles=principles)

@@ -35,14 +35,13 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from consensus.constitution import SEVERITY_RANK
 from consensus.types import ACCEPT, REJECT, Action, Decision, Request, Severity, Vote
 
 SEVERITY_OF_ACTION: dict[str, int] = {
     "block": 5, "escalate": 4, "revise": 3, "regenerate": 2, "flag": 1, "accept": 0,
 }
 DEFAULT_REFUSAL = "I can't help with that request."
-
-SEVERITY_PRIORITY: dict[str, int] = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 
 Withhold = Literal["block", "escalate", "revise", "regenerate"]
 """Actions that deliver no candidate: the only ones allowed when the panel rejects or cannot
@@ -203,7 +202,7 @@ class Policy(BaseModel):
                 rank = {c.id: i for i, c in enumerate(request.candidates)}
                 action, principle, severity, target = max(
                     withholding, key=lambda t: (SEVERITY_OF_ACTION[t[0]],
-                                                SEVERITY_PRIORITY.get(t[2] or "low", 0),
+                                                SEVERITY_RANK.get(t[2] or "low", 0),
                                                 -rank.get(t[3], 0)))
                 why += f"; principle {principle} asks for {action}"
             elif named:  # flag delivers, and nothing the panel rejected is ever delivered

@@ -22,8 +22,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -32,6 +30,7 @@ import structlog
 
 from consensus.constitution import Constitution, load_constitution
 from consensus.errors import ConfigError
+from judges.base import config_hash
 
 log = structlog.get_logger("consensus.reload")
 
@@ -43,8 +42,7 @@ def constitution_version(constitutions: Sequence[Constitution]) -> str | None:
     """A short hash of the constitutions' content (None for none)."""
     if not constitutions:
         return None
-    blob = json.dumps([c.model_dump(mode="json") for c in constitutions], sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+    return config_hash([c.model_dump(mode="json") for c in constitutions])
 
 
 def _stamp(path: Path) -> tuple[int, int, int] | None:

@@ -82,8 +82,7 @@ class JudgeHostImpl:
         version: str | None = None,
     ) -> list[Vote]:
         """Run every (judge name, candidate id or None) call concurrently, in order."""
-        specs, judges = self.versions.get(version, (self.specs, self.judges)) \
-            if version is not None else (self.specs, self.judges)
+        specs, judges = self.versions.get(version or "", (self.specs, self.judges))
         if len(calls) == 1:  # one call needs no task of its own
             ((judge, target),) = calls
             return [await self._one(request, judge, target, specs, judges)]
@@ -91,10 +90,9 @@ class JudgeHostImpl:
                                            for j, c in calls)))
 
     async def _one(self, request: Request, judge_name: str, candidate_id: str | None,
-                   specs: dict[str, JudgeSpecBase] | None = None,
-                   judges: dict[str, Judge] | None = None) -> Vote:
-        judge = (judges or self.judges)[judge_name]
-        spec = (specs or self.specs)[judge_name]
+                   specs: dict[str, JudgeSpecBase], judges: dict[str, Judge]) -> Vote:
+        judge = judges[judge_name]
+        spec = specs[judge_name]
         candidate: Candidate | None = (
             request.candidate(candidate_id) if candidate_id is not None else None
         )
