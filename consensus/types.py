@@ -227,6 +227,25 @@ class Vote(_Frozen):
         return {lab: (conf if lab == self.label else rest) for lab in labels}
 
 
+class PeerView(_Frozen):
+    """What a judge sees of one peer in a debate round: an alias, never the peer's name, model
+    or family (``Judge A``, ``Judge B``, ... in an order shuffled per judge and round).
+
+    Example:
+        >>> PeerView(alias="Judge A", label="reject", critique="gives dosing advice").alias
+        'Judge A'
+    """
+
+    alias: str = Field(description="Judge A, Judge B, ...: the peer's place in this judge's "
+                       "shuffled view of this round.")
+    label: str | None = Field(default=None, description="The peer's current vote (None: it "
+                              "abstained).")
+    confidence: float | None = Field(default=None, ge=0.0, le=1.0,
+                                     description="The peer's stated confidence, if any.")
+    critique: str = Field(default="", description="The peer's critique, self-identifying text "
+                          "masked (empty when the debate shares votes only).")
+
+
 class Ballot(_Frozen):
     """The votes of a panel about one subject of one request.
 

@@ -27,9 +27,13 @@ from typing import Any
 import ray
 
 from consensus.redact import register_secrets_from_env
-from consensus.types import AbstainKind, Candidate, Request, Vote
-from judges.base import HOST_GRACE_S, Judge, JudgeSpecBase
+from consensus.types import AbstainKind, Candidate, PeerView, Request, Vote
+from judges.base import HOST_GRACE_S, Deliberating, Judge, JudgeSpecBase
 from judges.registry import build_judge, host_name
+
+DebateCall = tuple[str, str | None, Vote, Sequence[PeerView]]
+"""One call of a debate round: judge name, candidate id (None: pairwise), its previous vote,
+and the peers it sees."""
 
 MAX_CONCURRENCY = 1000
 """Concurrent batched calls per host: I/O-bound judges spend their time waiting."""
@@ -89,18 +93,35 @@ class JudgeHostImpl:
         return list(await asyncio.gather(*(self._one(request, j, c, specs, judges)
                                            for j, c in calls)))
 
+    async def debate_batch(
+        self, request: Request, calls: Sequence[DebateCall], round: int,
+        version: str | None = None,
+    ) -> list[Vote]:
+        """Debate round ``round``: every (judge, candidate id or None, previous vote, peers)
+        call concurrently, in order. A judge that does not deliberate keeps its previous vote."""
+        specs, judges = self.versions.get(version or "", (self.specs, self.judges))
+        return list(await asyncio.gather(*(
+            self._one(request, j, c, specs, judges, (prev, peers, round))
+            for j, c, prev, peers in calls)))
+
     async def _one(self, request: Request, judge_name: str, candidate_id: str | None,
-                   specs: dict[str, JudgeSpecBase], judges: dict[str, Judge]) -> Vote:
+                   specs: dict[str, JudgeSpecBase], judges: dict[str, Judge],
+                   debate: tuple[Vote, Sequence[PeerView], int] | None = None) -> Vote:
         judge = judges[judge_name]
         spec = specs[judge_name]
         candidate: Candidate | None = (
             request.candidate(candidate_id) if candidate_id is not None else None
         )
+        if debate is not None and not isinstance(judge, Deliberating):
+            return debate[0]
         start = time.perf_counter()
         try:
             # asyncio.timeout bounds the call in this task (wait_for would start another).
             async with asyncio.timeout(spec.max_wait_s() + HOST_GRACE_S):
-                vote = await judge.judge(request, candidate)
+                if debate is not None and isinstance(judge, Deliberating):
+                    vote = await judge.deliberate(request, candidate, *debate)
+                else:
+                    vote = await judge.judge(request, candidate)
         except TimeoutError:
             return self._abstain(request, judge, judge_name, candidate_id, start, "timeout",
                                  f"no vote within {spec.max_wait_s():g}s")
@@ -195,6 +216,14 @@ class JudgeHost(JudgeHostImpl):
         if self._pending:
             await self._build()
         return await JudgeHostImpl.judge_batch(self, request, calls, version)
+
+    async def debate_batch(
+        self, request: Request, calls: Sequence[DebateCall], round: int,
+        version: str | None = None,
+    ) -> list[Vote]:
+        if self._pending:
+            await self._build()
+        return await JudgeHostImpl.debate_batch(self, request, calls, round, version)
 
     async def reload(self, version: str, judges: list[tuple[JudgeSpecBase, Any]]) -> list[str]:
         """Build a new version of some of this host's judges (see :class:`JudgeHostImpl`)."""

@@ -22,11 +22,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Annotated, Any, Protocol, TypedDict, runtime_checkable
+from collections.abc import Sequence
+from typing import Annotated, Any, ClassVar, Protocol, TypedDict, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from consensus.types import PAIRWISE_SUBJECT, Candidate, Request, Vote
+from consensus.types import PAIRWISE_SUBJECT, Candidate, PeerView, Request, Vote
 
 MAX_TIMEOUT_S = 3600.0
 """The longest ``timeout_s`` a judge may ask for."""
@@ -47,6 +48,19 @@ class Judge(Protocol):
 
     async def judge(self, request: Request, candidate: Candidate | None) -> Vote:
         """Vote on ``candidate`` of ``request`` (or on the pair when ``candidate`` is None)."""
+        ...
+
+
+@runtime_checkable
+class Deliberating(Judge, Protocol):
+    """A judge that takes part in later rounds of a debate (``strategy: debate``): it sees its
+    own previous vote and its peers' anonymised votes and critiques, and may keep or change its
+    vote. Judges without this method (rules, classifier, replay) keep their round-1 votes; the
+    coordinator shares their critiques with the others and does not call them again."""
+
+    async def deliberate(self, request: Request, candidate: Candidate | None, previous: Vote,
+                         peers: Sequence[PeerView], round: int) -> Vote:
+        """The vote of debate round ``round`` (2, 3, ...) on ``candidate`` (None: pairwise)."""
         ...
 
 
@@ -79,6 +93,22 @@ class JudgeSpecBase(BaseModel):
     num_cpus: float = Field(default=0.0, ge=0, le=1024,
                             description="CPUs reserved by the hosting actor.")
     weight: float = Field(default=1.0, ge=0, description="Default weight for weighted strategies.")
+    family: str | None = Field(
+        default=None, min_length=1, max_length=100,
+        description="Model family of the judge (openai, anthropic, meta, ...), for recusal: a "
+        "judge does not grade a candidate its own family generated. Default: derived from the "
+        "model string for llm judges, none for the other kinds.")
+
+    DELIBERATES: ClassVar[bool] = False
+    """Whether judges of this kind vote again in later debate rounds (see :class:`Deliberating`)."""
+
+    def model_family(self) -> str | None:
+        """The judge's model family for recusal (``family`` when set)."""
+        return self.family
+
+    def model_name(self) -> str | None:
+        """The model the judge runs, for ``recusal: model`` (None: not a model)."""
+        return None
 
     def max_wait_s(self) -> float:
         """The longest one call of this judge may take, waiting for a free slot included (the

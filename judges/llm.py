@@ -36,7 +36,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -63,6 +63,7 @@ from judges.endpoint import (
     endpoint_key,
     is_local,
 )
+from judges.family import family_of
 from judges.openai_http import Completion, OpenAIHTTP
 
 _RESERVED = frozenset({"model", "messages", "api_base", "api_key", "timeout", "num_retries",
@@ -216,6 +217,16 @@ class LLMJudgeSpec(JudgeSpecBase):
     def format(self) -> ResponseFormat:
         """The declared response format (``auto`` is resolved by the judge, with litellm)."""
         return "text" if not self.json_mode else self.response_format
+
+    DELIBERATES: ClassVar[bool] = True
+
+    def model_family(self) -> str | None:
+        """``family`` when set, else the family of ``model`` (:func:`judges.family.family_of`)."""
+        return self.family or family_of(self.model)
+
+    def model_name(self) -> str | None:
+        """The model string, without the provider prefix and a tag (``gpt-4o-mini``)."""
+        return self.model.rsplit("/", 1)[-1].split(":", 1)[0].lower()
 
 
 class VerdictReply(BaseModel):
