@@ -39,15 +39,28 @@ from typing import Any
 import ray
 import structlog
 
+from consensus.deliberation import run_debate
 from consensus.errors import ConfigError
 from consensus.interventions import InputScreen, Interventions
 from consensus.policy import Choice, Policy
 from consensus.reload import RELOAD_INTERVAL_S, ConstitutionWatcher
-from consensus.types import AbstainKind, Ballot, Decision, Outcome, Request, Vote
-from judges.actor import plan_hosts, start_host, start_payloads
+from consensus.types import (
+    PAIRWISE_SUBJECT,
+    RECUSED,
+    AbstainKind,
+    Ballot,
+    Decision,
+    Deliberation,
+    Outcome,
+    Request,
+    Vote,
+)
+from judges.actor import DebateCall, plan_hosts, start_host, start_payloads
 from judges.base import JudgeSpecBase
+from judges.family import family_of
 from judges.registry import prepare
 from strategies.base import Strategy, agreement_of, fit_strategy, learns, no_consensus
+from strategies.debate import Debate
 
 log = structlog.get_logger("consensus.coordinator")
 
@@ -159,18 +172,49 @@ class Panel:
         changed = {spec.name: spec for spec, _ in judges}
         self.specs = [changed.get(s.name, s) for s in self.specs]
 
-    async def poll(self, request: Request, version: str | None = None) -> tuple[Vote, ...]:
+    @property
+    def families(self) -> dict[str, str | None]:
+        """Judge name -> model family (None: not a model), for recusal and ``min_families``."""
+        return {s.name: s.model_family() for s in self.specs}
+
+    async def poll(self, request: Request, version: str | None = None, *,
+                   skip: Mapping[tuple[str, str], str] | None = None) -> tuple[Vote, ...]:
         """Every enabled judge's vote on every subject of ``request``, in panel order; with
-        ``version``, the judges of that reloaded version (see :meth:`reload`)."""
-        targets: list[str | None] = (
-            [None] if request.task == "pairwise" else [c.id for c in request.candidates]
-        )
+        ``version``, the judges of that reloaded version (see :meth:`reload`). ``skip`` maps
+        (judge, subject) to a recusal reason: those calls are not made, the vote is a
+        ``recusal`` abstention with that reason."""
+        targets = poll_targets(request)
+        skip = skip or {}
         per_host: dict[str, list[tuple[str, str | None]]] = {}
         for s in self.specs:
-            per_host.setdefault(self.routes[s.name], []).extend((s.name, t) for t in targets)
+            per_host.setdefault(self.routes[s.name], []).extend(
+                (s.name, t) for t in targets if (s.name, t or PAIRWISE_SUBJECT) not in skip)
+        votes = await self._dispatch(
+            request, {h: c for h, c in per_host.items() if c},
+            lambda h, calls: self.hosts[h].judge_batch.remote(request, calls, version))
+        return in_panel_order(request, self.specs, {**votes, **recused(request, skip)})
+
+    async def debate(self, request: Request, round: int, calls: Sequence[DebateCall],
+                     version: str | None = None) -> tuple[Vote, ...]:
+        """One debate round: each (judge, candidate, previous vote, peers) call on the judge's
+        host (see :mod:`consensus.deliberation`); the votes in the order of ``calls``."""
+        per_host: dict[str, list[DebateCall]] = {}
+        for call in calls:
+            per_host.setdefault(self.routes[call[0]], []).append(call)
+        votes = await self._dispatch(
+            request, {h: [(c[0], c[1]) for c in cs] for h, cs in per_host.items()},
+            lambda h, _: self.hosts[h].debate_batch.remote(request, per_host[h], round,
+                                                           version))
+        return tuple(votes[(c[0], c[1] if c[1] is not None else "*")] for c in calls)
+
+    async def _dispatch(self, request: Request, per_host: Mapping[str, list[tuple[str, str | None]]],
+                        send: Callable[[str, list[tuple[str, str | None]]], Any],
+                        ) -> dict[tuple[str, str], Vote]:
+        """Send each host its calls at once (``send`` makes the Ray call), bound each wait, and
+        turn a failed host batch into abstentions: the votes by (judge, subject)."""
         hosts = list(per_host)
         limits = self.host_limits()
-        refs = [self.hosts[h].judge_batch.remote(request, per_host[h], version) for h in hosts]
+        refs = [send(h, per_host[h]) for h in hosts]
         results: Sequence[list[Vote] | tuple[AbstainKind, str]]
         if len(refs) == 1:  # one host (the usual LLM panel): no task to gather
             results = [await self._await(refs[0], limits[hosts[0]])]
@@ -178,20 +222,19 @@ class Panel:
             results = await asyncio.gather(*(self._await(r, limits[h])
                                              for h, r in zip(hosts, refs, strict=True)))
         votes: dict[tuple[str, str], Vote] = {}
-        for host, calls, result in zip(hosts, (per_host[h] for h in hosts), results, strict=True):
+        for host, result in zip(hosts, results, strict=True):
             if isinstance(result, list):
                 for v in result:
                     votes[(v.judge, v.candidate_id)] = v
                 continue
             kind, reason = result
-            for judge, target in calls:
+            for judge, target in per_host[host]:
                 subject = target if target is not None else "*"
                 votes[(judge, subject)] = Vote.abstain(
                     judge=judge, request_id=request.id, candidate_id=subject, kind=kind,
                     reason=f"host {host}: {reason}",
                 )
-        return tuple(votes[(s.name, t if t is not None else "*")]
-                     for t in targets for s in self.specs)
+        return votes
 
     @staticmethod
     async def _await(ref: Any, limit: float) -> list[Vote] | tuple[AbstainKind, str]:
@@ -219,6 +262,26 @@ class Panel:
             self.store = None
 
 
+def poll_targets(request: Request) -> list[str | None]:
+    """The candidate of each call a poll makes per judge (None: one pairwise call)."""
+    return [None] if request.task == "pairwise" else [c.id for c in request.candidates]
+
+
+def recused(request: Request, skip: Mapping[tuple[str, str], str]
+            ) -> dict[tuple[str, str], Vote]:
+    """The recusal abstentions of the skipped (judge, subject) calls."""
+    return {(judge, subject): Vote.abstain(judge=judge, request_id=request.id,
+                                           candidate_id=subject, kind="recusal", reason=reason)
+            for (judge, subject), reason in skip.items()}
+
+
+def in_panel_order(request: Request, specs: Sequence[JudgeSpecBase],
+                   votes: Mapping[tuple[str, str], Vote]) -> tuple[Vote, ...]:
+    """A poll's votes by (judge, subject), ordered by subject, then panel order."""
+    return tuple(votes[(s.name, t if t is not None else PAIRWISE_SUBJECT)]
+                 for t in poll_targets(request) for s in specs)
+
+
 def _check_resources(plan: Mapping[str, Sequence[JudgeSpecBase]]) -> None:
     """Refuse a panel whose hosts ask for more CPUs than the whole cluster has."""
     total = float(ray.cluster_resources().get("CPU", 0.0))
@@ -237,6 +300,8 @@ class RecordedPanel:
     coordinator only needs its size for the quorum."""
 
     size: int
+    families: Mapping[str, str | None] = field(default_factory=dict)
+    """Judge name -> model family, where ``min_families`` must be checked on replay."""
 
 
 def ballots_of(request: Request, votes: Sequence[Vote]) -> list[Ballot]:
@@ -285,10 +350,50 @@ class Coordinator:
         self._versioned = False  # the panel knows reloaded versions: polls name theirs
 
     async def poll(self, request: Request, version: str | None = None) -> tuple[Vote, ...]:
-        """The panel's votes on ``request`` under ``version`` of the constitution."""
+        """The panel's votes on ``request`` under ``version`` of the constitution (judges
+        whose family generated a candidate recuse themselves without a call)."""
+        skip = self.recusals(request)
+        extra: dict[str, Any] = {"skip": skip} if skip else {}
         if self._versioned:
-            return await self.panel.poll(request, version)
-        return await self.panel.poll(request)
+            return await self.panel.poll(request, version, **extra)
+        return await self.panel.poll(request, **extra)
+
+    def families(self) -> Mapping[str, str | None]:
+        """Judge name -> model family, as the panel knows them."""
+        fam = getattr(self.panel, "families", None)
+        return fam if isinstance(fam, Mapping) else {}
+
+    def recusals(self, request: Request) -> dict[tuple[str, str], str]:
+        """(judge, subject) -> reason, for judges that must not grade a candidate because their
+        model family (``policy.recusal: family``) or model (``model``) generated it."""
+        mode = self.policy.recusal
+        specs = getattr(self.panel, "specs", None)
+        if mode == "off" or not specs or request.task == "pairwise":
+            return {}
+        out: dict[tuple[str, str], str] = {}
+        for c in request.candidates:
+            made_by = c.generator or c.metadata.get("model")
+            if not isinstance(made_by, str) or not made_by.strip():
+                continue
+            theirs = (family_of(made_by) if mode == "family"
+                      else made_by.rsplit("/", 1)[-1].split(":", 1)[0].lower())
+            for spec in specs:
+                mine = spec.model_family() if mode == "family" else spec.model_name()
+                if mine is not None and mine == theirs:
+                    out[(spec.name, c.id)] = (f"{RECUSED} candidate {c.id} was generated by "
+                                              f"{mode} {theirs}, the judge's own")
+        return out
+
+    async def gather(self, request: Request, version: str | None = None
+                     ) -> tuple[tuple[Vote, ...], Deliberation | None]:
+        """The votes a decision is made from: the poll, then the debate's later rounds when
+        the strategy is a debate (:mod:`consensus.deliberation`)."""
+        start = time.perf_counter()
+        votes = await self.poll(request, version)
+        if not isinstance(self.strategy, Debate):
+            return votes, None
+        return await run_debate(self.panel, request, votes, self.strategy, version,
+                                first_latency_s=time.perf_counter() - start)
 
     async def reload(self, changed: Mapping[Path, Any]) -> str | None:
         """Switch to the watcher's constitutions after ``changed`` files changed (see
@@ -339,7 +444,7 @@ class Coordinator:
                 await self.reload(changed)
 
     def aggregate(self, ballot: Ballot) -> Decision:
-        """Quorum check, then the strategy."""
+        """Quorum check (and ``min_families``), then the strategy."""
         need = self.policy.min_valid(self.panel.size)
         if sum(ballot.counts().values()) < need:
             agreement = agreement_of(ballot)
@@ -348,6 +453,16 @@ class Coordinator:
                 reason=f"quorum missed: {agreement.n_valid} valid vote(s) of "
                        f"{agreement.n_votes}, {need} required",
             )
+        if self.policy.min_families is not None:
+            fam = self.families()
+            have = {fam.get(v.judge) for v in ballot.valid_votes} - {None}
+            if len(have) < self.policy.min_families:
+                return no_consensus(
+                    ballot, strategy=self.strategy.name, quorum_met=False,
+                    reason=f"min_families missed: valid votes from {len(have)} model "
+                           f"famil{'y' if len(have) == 1 else 'ies'} "
+                           f"({', '.join(sorted(str(f) for f in have)) or 'none'}), "
+                           f"{self.policy.min_families} required")
         d = self.strategy.aggregate(ballot)  # most strategies compute the agreement themselves
         return d if d.agreement is not None else d.model_copy(
             update={"agreement": agreement_of(ballot)})
@@ -356,16 +471,35 @@ class Coordinator:
         """One decision per subject of ``request`` (quorum, then the strategy)."""
         return [self.aggregate(b) for b in ballots_of(request, votes)]
 
-    def conclude(self, request: Request, votes: Sequence[Vote], latency_s: float) -> Outcome:
+    def conclude(self, request: Request, votes: Sequence[Vote], latency_s: float,
+                 deliberation: Deliberation | None = None) -> Outcome:
         """Turn one request's votes into an outcome (no I/O but one debug log line); the
         action is the policy's choice, not yet carried out (see :meth:`decide`)."""
-        return self._conclude(request, votes, latency_s, self.constitution_version)[0]
+        return self._conclude(request, votes, latency_s, self.constitution_version,
+                              deliberation)[0]
+
+    def _rounds_decided(self, request: Request, deliberation: Deliberation,
+                        decisions: Sequence[Decision]) -> Deliberation:
+        """The debate record with each round's decisions by the strategy, and the subjects
+        whose final decision differs from round 1's."""
+        rounds = []
+        for rec in deliberation.rounds:
+            labels = {d.subject: d.label for d in self.decide_ballots(request, rec.votes)}
+            rounds.append(rec.model_copy(update={"labels": labels}))
+        first = rounds[0].labels if rounds else {}
+        flipped = {d.subject: d.label != first.get(d.subject) for d in decisions}
+        return deliberation.model_copy(update={"rounds": tuple(rounds), "flipped": flipped})
 
     def _conclude(self, request: Request, votes: Sequence[Vote], latency_s: float,
-                  version: str | None) -> tuple[Outcome, Choice]:
+                  version: str | None, deliberation: Deliberation | None = None,
+                  ) -> tuple[Outcome, Choice]:
         decisions = tuple(self.decide_ballots(request, votes))
         choice = self.policy.choose(request, decisions, votes)
-        cost = sum(v.cost_usd for v in votes if v.cost_usd)
+        if deliberation is not None:
+            deliberation = self._rounds_decided(request, deliberation, decisions)
+            cost = sum(r.cost_usd for r in deliberation.rounds)
+        else:
+            cost = sum(v.cost_usd for v in votes if v.cost_usd)
         log.debug("decided", request_id=request.id, action=choice.action,
                   latency_s=round(latency_s, 4), abstained=sum(v.abstained for v in votes))
         outcome = Outcome(
@@ -374,13 +508,15 @@ class Coordinator:
             decisions=decisions, votes=tuple(votes), latency_s=latency_s, cost_usd=cost,
             principle=choice.principle, severity=choice.severity,
             constitution_version=version,  # the one it was polled under (a reload may follow)
+            deliberation=deliberation,
         )
         return outcome, choice
 
     async def _finish(self, request: Request, votes: Sequence[Vote], start: float,
-                      version: str | None) -> Outcome:
+                      version: str | None, deliberation: Deliberation | None = None) -> Outcome:
         """Conclude, carry the action out, and time the whole decision."""
-        outcome, choice = self._conclude(request, votes, time.perf_counter() - start, version)
+        outcome, choice = self._conclude(request, votes, time.perf_counter() - start, version,
+                                         deliberation)
         if outcome.action in ("revise", "regenerate", "escalate"):
             outcome = await self.interventions.resolve(self, request, outcome, choice)
             outcome = outcome.model_copy(update={"latency_s": time.perf_counter() - start})
@@ -402,8 +538,8 @@ class Coordinator:
         stopped = await self._screen(request)
         if stopped is not None:
             return stopped.model_copy(update={"latency_s": time.perf_counter() - start})
-        votes = await self.poll(request, version)
-        return await self._finish(request, votes, start, version)
+        votes, deliberation = await self.gather(request, version)
+        return await self._finish(request, votes, start, version, deliberation)
 
     async def run(
         self,
@@ -423,7 +559,8 @@ class Coordinator:
         sem = asyncio.Semaphore(concurrency)
         learning = self.refit and learns(self.strategy)
 
-        Polled = tuple[tuple[Vote, ...] | Outcome, float, str | None]
+        Gathered = tuple[tuple[Vote, ...], Deliberation | None]
+        Polled = tuple[Gathered | Outcome, float, str | None]
 
         async def polled(req: Request) -> Polled:
             structlog.contextvars.bind_contextvars(request_id=req.id)
@@ -433,13 +570,13 @@ class Coordinator:
             if stopped is not None:
                 return (stopped.model_copy(update={"latency_s": time.perf_counter() - start}),
                         0.0, version)
-            return await self.poll(req, version), start, version
+            return await self.gather(req, version), start, version
 
-        async def finished(req: Request, votes: tuple[Vote, ...] | Outcome, start: float,
+        async def finished(req: Request, got: Gathered | Outcome, start: float,
                            version: str | None) -> Outcome:
-            if isinstance(votes, Outcome):
-                return votes
-            return await self._finish(req, votes, start, version)
+            if isinstance(got, Outcome):
+                return got
+            return await self._finish(req, got[0], start, version, got[1])
 
         async def decided(req: Request) -> Outcome:
             async with sem:  # a request's drafts count against its slot too
@@ -456,12 +593,12 @@ class Coordinator:
             if not learning:
                 return list(await asyncio.gather(*(decided(r) for r in requests)))
             polls = await asyncio.gather(*(bounded(r) for r in requests))
-            all_ballots = [b for r, (votes, _, _) in zip(requests, polls, strict=True)
-                           if not isinstance(votes, Outcome) for b in ballots_of(r, votes)]
+            all_ballots = [b for r, (got, _, _) in zip(requests, polls, strict=True)
+                           if not isinstance(got, Outcome) for b in ballots_of(r, got[0])]
             self.strategy = fit_strategy(self.strategy, mask_gold(all_ballots))
             out = []
-            for r, (votes, start, version) in zip(requests, polls, strict=True):
-                outcome = await finished(r, votes, start, version)
+            for r, (got, start, version) in zip(requests, polls, strict=True):
+                outcome = await finished(r, got, start, version)
                 await _maybe_await(on_outcome(r, outcome) if on_outcome else None)
                 out.append(outcome)
             return out

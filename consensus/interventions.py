@@ -291,8 +291,10 @@ class Interventions:
                      cost: float | None, start: float, version: str | None) -> DraftRecord:
         """The panel's votes and decision on one draft (a ballot of its own), under the
         constitution version of the original request."""
+        made_by = source.removeprefix("generator:") if source.startswith("generator:") else (
+            _generator_of(request, parent))  # a redaction keeps the original's author
         sub = Request(id=f"{request.id}/{draft_id}", prompt=request.prompt,
-                      candidates=(Candidate(id=draft_id, text=text),),
+                      candidates=(Candidate(id=draft_id, text=text, generator=made_by),),
                       metadata={"draft_of": request.id})
         votes = await coord.poll(sub, version)
         decision: Decision = coord.decide_ballots(sub, votes)[0]
@@ -326,3 +328,14 @@ class Interventions:
 
 def _cost(drafts: Sequence[DraftRecord]) -> float:
     return sum((d.cost_usd or 0.0) + sum(v.cost_usd or 0.0 for v in d.votes) for d in drafts)
+
+
+def _generator_of(request: Request, candidate_id: str | None) -> str | None:
+    """The model that wrote candidate ``candidate_id`` of ``request`` (drafts: ``a~r1`` is
+    a draft of ``a``), where the request says."""
+    base = (candidate_id or "").split("~", 1)[0]
+    for c in request.candidates:
+        if c.id == base:
+            made_by = c.generator or c.metadata.get("model")
+            return made_by if isinstance(made_by, str) else None
+    return None

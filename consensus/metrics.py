@@ -34,8 +34,10 @@ from typing import Any
 import numpy as np
 
 from consensus import stats
+from consensus.debate_metrics import debate_summary, debate_warnings
 from consensus.types import (
     ACCEPT,
+    RECUSED,
     REJECT,
     Ballot,
     JudgeSummary,
@@ -172,6 +174,10 @@ def summarize(
         }
     latencies = [o.latency_s for o in outcomes]
     acc = _rate(correct, len(gold_items))
+    debate = debate_summary(reqs, outcomes)
+    recusals = Counter(v.judge for o in outcomes for v in o.votes
+                       if v.abstain_kind == "recusal"
+                       and (v.abstain_reason or "").startswith(RECUSED))
     return RunSummary(
         scenario=scenario,
         strategy=strategy,
@@ -198,8 +204,11 @@ def summarize(
         by_category=categories,
         disabled_judges=dict(disabled or {}),
         parse_paths=dict(sum(parses.values(), Counter())),
-        warnings=abstention_warnings(per_judge) + degraded_warnings(outcomes),
+        warnings=(abstention_warnings(per_judge) + degraded_warnings(outcomes)
+                  + debate_warnings(debate)),
         interventions=intervention_mix(outcomes),
+        debate=debate,
+        recused=dict(recusals),
     )
 
 

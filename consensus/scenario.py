@@ -247,6 +247,9 @@ def load_scenario(path: str | Path, *, strategy: str | dict[str, Any] | None = N
     problem = doc.policy.check_panel(len(judges))
     if problem:
         raise ConfigError(problem, source=src, field="policy.quorum")
+    problem = doc.policy.check_families([j.model_family() for j in judges])
+    if problem:
+        raise ConfigError(problem, source=src, field="policy.min_families")
     built = _strategy(strategy if strategy is not None else doc.strategy, judges, src)
     requests = load_requests(path.parent, doc.dataset, src)
     _check_simulated(judges, requests, named, src)

@@ -30,6 +30,9 @@ from consensus.redact import redact
 ACCEPT = "accept"
 REJECT = "reject"
 VERDICT_LABELS: tuple[str, str] = (ACCEPT, REJECT)
+RECUSED = "recused:"
+"""Start of the reason of a recusal the coordinator made without calling the judge (its model
+family or model generated the candidate)."""
 PAIRWISE_SUBJECT = "*"
 """Ballot subject used for pairwise tasks (the judge compares all candidates at once)."""
 
@@ -60,6 +63,10 @@ class Candidate(_Frozen):
     is_refusal: bool | None = Field(
         default=None, description="Whether the response is a refusal, where known (metrics)."
     )
+    generator: str | None = Field(
+        default=None, description="The model that wrote the text (a litellm string, e.g. "
+        "openai/gpt-4o-mini), where known: judges of its family recuse themselves (policy "
+        "`recusal`); `metadata.model` is read when this is unset.")
     metadata: dict[str, Any] = Field(default_factory=dict, description="Free-form provenance.")
 
 
@@ -382,6 +389,55 @@ class Escalation(_Frozen):
     status: Literal["pending"] = Field(default="pending", description="Review status.")
 
 
+StopReason = Literal["unanimity", "stable", "rounds", "single_round", "no_deliberating_judge"]
+"""Why a debate ended: every ballot unanimous, no vote changed in the last round, the round
+limit, ``rounds: 1``, or no judge of the panel deliberates (rules, classifier, replay only)."""
+
+
+class DebateRound(_Frozen):
+    """One round of a debate: the panel's votes after it, and what the round cost.
+
+    Example:
+        >>> DebateRound(round=1, votes=(), calls=5).changed
+        0
+    """
+
+    round: int = Field(ge=1, description="1 is the ordinary independent poll.")
+    votes: tuple[Vote, ...] = Field(description="Every judge's vote after this round.")
+    changed: int = Field(default=0, ge=0, description="Votes whose label differs from the "
+                         "previous round (0 in round 1).")
+    calls: int = Field(default=0, ge=0, description="Judge calls made in this round (judges "
+                       "that do not deliberate keep their votes at no call).")
+    tokens: int | None = Field(default=None, description="Tokens of those calls, when known.")
+    cost_usd: float = Field(default=0.0, ge=0.0, description="Known cost of those calls.")
+    latency_s: float = Field(default=0.0, ge=0.0, description="Wall time of the round.")
+    masked: int = Field(default=0, ge=0, description="Self-identifying mentions (judge names, "
+                        "models, families) masked in the critiques shared in this round.")
+    unanimous: dict[str, bool] = Field(default_factory=dict, description="Per subject: every "
+                                       "valid vote agrees.")
+    labels: dict[str, str | None] = Field(default_factory=dict, description="Per subject: the "
+                                          "final strategy's decision on this round's votes.")
+
+
+class Deliberation(_Frozen):
+    """The record of a debate (``strategy: debate``) on one request.
+
+    Example:
+        >>> Deliberation(rounds=(), stop_reason="single_round").flipped
+        {}
+    """
+
+    rounds: tuple[DebateRound, ...] = Field(description="Round 1 (the independent poll) first.")
+    stop_reason: StopReason = Field(description="Why the debate ended.")
+    flipped: dict[str, bool] = Field(default_factory=dict, description="Per subject: whether "
+                                     "the final decision differs from round 1's.")
+
+    @property
+    def calls(self) -> int:
+        """Judge calls over every round."""
+        return sum(r.calls for r in self.rounds)
+
+
 class Outcome(_Frozen):
     """What the coordinator did with one request: the action and the delivered output.
 
@@ -415,6 +471,9 @@ class Outcome(_Frozen):
     escalation: Escalation | None = Field(default=None, description="Pending human review.")
     constitution_version: str | None = Field(
         default=None, description="Hash of the constitution(s) in force for this decision.")
+    deliberation: Deliberation | None = Field(
+        default=None, description="The debate's rounds (strategy debate); ``votes`` are then "
+        "the final round's.")
 
     @property
     def delivered(self) -> bool:
@@ -534,6 +593,13 @@ class RunSummary(_Frozen):
     warnings: list[str] = Field(
         default_factory=list, description="What a reader must not miss, e.g. a judge that "
         "abstained on most of its calls.")
+    debate: dict[str, Any] = Field(
+        default_factory=dict, description="Debate convergence per round (agreement, effective "
+        "judges, accuracy, changed votes and flips, calls, cost), stop reasons, decisions "
+        "flipped from round 1 (consensus.metrics; empty without strategy debate).")
+    recused: dict[str, int] = Field(
+        default_factory=dict, description="Votes recused per judge because its model family "
+        "(or model) generated the candidate.")
     interventions: dict[str, Any] = Field(
         default_factory=dict, description="Action mix per principle and severity; revise and "
         "regenerate: chosen, drafts, delivered, success_rate, rounds (consensus.metrics).")

@@ -30,11 +30,11 @@ import asyncio
 import hashlib
 import math
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
-from consensus.types import Candidate, Request, Vote
+from consensus.types import Candidate, PeerView, Request, Vote
 from judges.base import JudgeSpecBase, provenance, subject_of
 
 
@@ -64,6 +64,45 @@ class SimulatedJudgeSpec(JudgeSpecBase):
                                      description="Stated confidence (default: mean accuracy).")
     seed: int = Field(default=0, description="Seed of the judge's draws.")
     delay_s: float = Field(default=0.0, ge=0, description="Simulated latency of each call.")
+    conformity: float = Field(
+        default=0.0, ge=0, le=1, description="Debate: P(adopt the peers' strict majority "
+        "label) per round, when it differs from the judge's own (herding).")
+    truth_advantage: float = Field(
+        default=0.0, ge=0, le=1, description="Debate: how much more arguments for the true "
+        "label persuade: a judge whose vote is wrong switches to the true label with "
+        "probability truth_advantage x (share of peers voting it), on top of conformity.")
+
+    DELIBERATES: ClassVar[bool] = True
+
+    def p_switch(self, own: str, gold: str, peer_labels: Sequence[str]) -> dict[str, float]:
+        """P(switch to each other label) in a debate round, given the peers' valid votes.
+
+        ``conformity`` pulls towards the peers' strict majority (a tie pulls nowhere);
+        ``truth_advantage`` pulls a wrong judge towards the truth in proportion to the peers
+        who voted it. The pulls add up (scaled down if they would exceed 1); both zero: no
+        judge ever changes its vote.
+
+        Example:
+            >>> s = SimulatedJudgeSpec(name="s", conformity=0.5)
+            >>> s.p_switch("accept", "accept", ["reject", "reject", "accept"])
+            {'reject': 0.5}
+            >>> s.p_switch("accept", "accept", ["reject", "accept"])  # a tie pulls nowhere
+            {}
+        """
+        if not peer_labels:
+            return {}
+        counts: dict[str, int] = {}
+        for lab in peer_labels:
+            counts[lab] = counts.get(lab, 0) + 1
+        pull: dict[str, float] = {}
+        top, n_top = max(counts.items(), key=lambda kv: kv[1])
+        if self.conformity and 2 * n_top > len(peer_labels) and top != own:
+            pull[top] = self.conformity
+        if self.truth_advantage and own != gold and counts.get(gold):
+            pull[gold] = pull.get(gold, 0.0) + self.truth_advantage * counts[gold] / len(
+                peer_labels)
+        total = sum(pull.values())
+        return {k: v / total for k, v in pull.items()} if total > 1 else pull
 
     def p_vote(self, vote: str | None, gold: str, labels: Sequence[str]) -> float:
         """P(independent draw = ``vote`` | gold), abstention and copying aside."""
@@ -122,6 +161,31 @@ class SimulatedJudge:
         if self.spec.delay_s:
             await asyncio.sleep(self.spec.delay_s)
         return self.vote(request, candidate)
+
+    async def deliberate(self, request: Request, candidate: Candidate | None, previous: Vote,
+                         peers: Sequence[PeerView], round: int) -> Vote:
+        """A debate round under the declared deliberation model (:meth:`SimulatedJudgeSpec.
+        p_switch`); the draw is a pure function of (seed, judge, request, subject, round)."""
+        if self.spec.delay_s:
+            await asyncio.sleep(self.spec.delay_s)
+        return self.reconsider(request, candidate, previous, peers, round)
+
+    def reconsider(self, request: Request, candidate: Candidate | None, previous: Vote,
+                   peers: Sequence[PeerView], round: int) -> Vote:
+        """What :meth:`deliberate` returns, without the simulated latency."""
+        subject = subject_of(candidate)
+        gold = (request.gold or {}).get(subject)
+        own = previous.label
+        if own is None or gold is None:
+            return previous
+        pull = self.spec.p_switch(own, gold, [p.label for p in peers if p.label is not None])
+        u = _uniform(self.spec.seed, self.spec.name, request.id, subject, "debate", round)
+        for label, p in sorted(pull.items()):
+            if u < p:
+                return previous.model_copy(update={
+                    "label": label, "critique": f"changed to {label} in round {round}"})
+            u -= p
+        return previous
 
     def vote(self, request: Request, candidate: Candidate | None) -> Vote:
         """The vote :meth:`judge` returns, without the simulated latency (for in-process runs)."""

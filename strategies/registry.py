@@ -33,6 +33,7 @@ DEFAULT_STRATEGIES: tuple[tuple[str, str], ...] = (
     ("calibrated", "strategies.calibrated:Calibrated"),
     ("bradley_terry", "strategies.bradley_terry:BradleyTerry"),
     ("position_debiased", "strategies.position_debiased:PositionDebiased"),
+    ("debate", "strategies.debate:Debate"),
 )
 """(name, "module:Class") of the built-in strategies; modules load on first use."""
 
