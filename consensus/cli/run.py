@@ -107,3 +107,25 @@ def show_summary(console: Console, s: RunSummary) -> None:
     console.print(jt)
     for name, why in s.disabled_judges.items():
         console.print(f"[yellow]judge {name} not run: {why}[/yellow]")
+    if s.debate.get("rounds"):
+        show_debate(console, s.debate)
+    if s.recused:
+        console.print("[dim]recused (own model family or model): "
+                      + ", ".join(f"{j} {n}" for j, n in s.recused.items()) + "[/dim]")
+
+
+def show_debate(console: Console, d: dict) -> None:
+    """Convergence per round of a debate (see consensus.debate_metrics)."""
+    t = Table(title="debate convergence (round 1 = the independent poll)")
+    for col in ("round", "acc", "alpha", "n_eff", "unan.", "chg", "w→r", "r→w", "calls"):
+        t.add_column(col, justify="right")
+    for r in d["rounds"]:
+        t.add_row(str(r["round"]), _fmt(r["accuracy"]), _fmt(r["krippendorff_alpha"]),
+                  _fmt(r["effective_judges"]), _fmt(r["unanimous"]), str(r["changed"]),
+                  str(r["wrong_to_right"]), str(r["right_to_wrong"]), str(r["calls"]))
+    f, lone = d["flipped_from_round1"], d["lone_right"]
+    t.caption = (f"decisions changed from round 1: {f['n']} ({f['fixed']} fixed, "
+                 f"{f['broken']} broken); lone right answers kept {lone['kept']}, lost "
+                 f"{lone['lost']}; stops: "
+                 + ", ".join(f"{k} {n}" for k, n in d["stop_reasons"].items()))
+    console.print(t)

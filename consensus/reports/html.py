@@ -101,6 +101,11 @@ _TEMPLATE = """<!doctype html>
 <td style="background:{{ heat(k) }}" title="{{ a }} / {{ b }}: {{ fmt(k) }}">{{ "" if k is none else (k * 100)|round|int }}</td>{% endfor %}</tr>
 {% endfor %}</table><div class="mute">κ × 100; blue = agreement beyond chance, red = below chance, grey = undefined.</div>{% endif %}
 
+{% set deb = s.debate %}{% if deb and deb.rounds %}<h2>Debate convergence</h2>
+<table><tr><th>round</th><th class="num">accuracy</th><th class="num">α</th><th class="num">effective judges</th><th class="num">unanimous</th><th class="num">changed</th><th class="num">wrong→right</th><th class="num">right→wrong</th><th class="num">calls</th><th class="num">cost $</th></tr>
+{% for r in deb.rounds %}<tr><td>{{ r.round }}</td><td class="num">{{ fmt(r.accuracy) }}</td><td class="num">{{ fmt(r.krippendorff_alpha) }}</td><td class="num">{{ fmt(r.effective_judges) }}</td><td class="num">{{ fmt(r.unanimous) }}</td><td class="num">{{ r.changed }}</td><td class="num">{{ r.wrong_to_right }}</td><td class="num">{{ r.right_to_wrong }}</td><td class="num">{{ r.calls }}</td><td class="num">{{ "%.4f"|format(r.cost_usd) }}</td></tr>{% endfor %}</table>
+<div class="mute">Round 1 is the independent poll. Decisions that differ from round 1: {{ deb.flipped_from_round1.n }} ({{ deb.flipped_from_round1.fixed }} fixed, {{ deb.flipped_from_round1.broken }} broken). Lone right answers against a wrong round-1 decision: {{ deb.lone_right.kept }} kept, {{ deb.lone_right.lost }} lost. Stops: {% for k, n in deb.stop_reasons.items() %}{{ k }} {{ n }}{% if not loop.last %}, {% endif %}{% endfor %}. Calls: {{ deb.calls.total }} ({{ deb.calls.extra_calls }} beyond round 1).</div>{% endif %}
+{% if s.recused %}<div class="mute">Recused (own model family or model): {% for j, n in s.recused.items() %}{{ j }} {{ n }}{% if not loop.last %}, {% endif %}{% endfor %}.</div>{% endif %}
 {% if s.by_category %}<h2>By category</h2>
 <table><tr><th>category</th><th class="num">requests</th><th class="num">accuracy</th><th class="num">intervention rate</th></tr>
 {% for c, f in s.by_category.items() %}<tr><td>{{ c }}</td><td class="num">{{ f.n }}</td>

@@ -1,0 +1,301 @@
+"""Debate (strategy debate), deliberating simulated judges, recusal and min_families.
+
+Most tests run the coordinator in process (:class:`consensus.local_panel.LocalPanel`); one test
+checks that Ray hosts give the same rounds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import pytest
+import structlog
+
+from consensus.coordinator import Coordinator, Panel, ballots_of
+from consensus.datasets import SimulatedDataset
+from consensus.deliberation import SelfMask, alias, peers_for
+from consensus.errors import ConfigError
+from consensus.experiments import mcnemar_exact
+from consensus.local_panel import LocalPanel
+from consensus.metrics import summarize
+from consensus.policy import Policy
+from consensus.scenario import load_scenario
+from consensus.stats import effective_judges, krippendorff_alpha, label_matrix
+from consensus.types import RECUSED, Candidate, Outcome, Request, Vote
+from judges.llm import LLMJudgeSpec
+from judges.simulated import SimulatedJudgeSpec
+from strategies.debate import Debate
+from strategies.registry import build_strategy
+
+ROOT = Path(__file__).resolve().parents[1]
+structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+
+
+def panel(n: int = 5, acc: float = 0.65, conformity: float = 0.0, truth: float = 0.0,
+          **extra) -> list[SimulatedJudgeSpec]:
+    return [SimulatedJudgeSpec(name=f"j{i}", default_accuracy=acc, seed=i, conformity=conformity,
+                               truth_advantage=truth, **extra) for i in range(n)]
+
+
+def run(specs, strategy, n_items: int = 2000, seed: int = 1, policy: Policy | None = None
+        ) -> tuple[tuple[Request, ...], list[Outcome]]:
+    reqs = SimulatedDataset(n_items=n_items, seed=seed).generate()
+    coord = Coordinator(LocalPanel(specs), strategy, policy)
+    return reqs, asyncio.run(coord.run(reqs))
+
+
+def round_accuracy(reqs, outs, k: int) -> float:
+    """Accuracy of the final strategy's decisions on round ``k`` (1-based) of each debate."""
+    hits = [o.deliberation.rounds[min(k, len(o.deliberation.rounds)) - 1].labels["a"]
+            == r.gold["a"] for r, o in zip(reqs, outs, strict=True)]
+    return sum(hits) / len(hits)
+
+
+def correct(reqs, outs, k: int | None = None) -> list[bool]:
+    if k is None:
+        return [o.decisions[0].label == r.gold["a"] for r, o in zip(reqs, outs, strict=True)]
+    return [o.deliberation.rounds[min(k, len(o.deliberation.rounds)) - 1].labels["a"]
+            == r.gold["a"] for r, o in zip(reqs, outs, strict=True)]
+
+
+def agreement(reqs, outs, k: int) -> tuple[float, float]:
+    ballots = [b for r, o in zip(reqs, outs, strict=True)
+               for b in ballots_of(r, o.deliberation.rounds[min(k, len(o.deliberation.rounds))
+                                                            - 1].votes)]
+    m = label_matrix(ballots)
+    return krippendorff_alpha(m.codes, m.n_labels), effective_judges(m.codes)
+
+
+# ------------------------------------------------------------------------------ invariants
+@pytest.mark.parametrize("final", ["majority", {"name": "weighted", "weights": {"j0": 3}},
+                                   "dawid_skene"])
+def test_one_round_decides_as_its_final_strategy(final):
+    specs = panel(acc=0.7, conformity=0.9, truth=0.9)  # would move votes if it debated
+    reqs, plain = run(specs, build_strategy(final), n_items=300)
+    _, debated = run(specs, Debate(rounds=1, final=final), n_items=300)
+    assert [(o.decisions[0].label, o.decisions[0].probability) for o in plain] == \
+        [(o.decisions[0].label, o.decisions[0].probability) for o in debated]
+    assert {o.deliberation.stop_reason for o in debated} == {"single_round"}
+    assert all(len(o.deliberation.rounds) == 1 for o in debated)
+
+
+def test_zero_conformity_and_truth_advantage_change_no_vote():
+    reqs, outs = run(panel(), Debate(rounds=3, stop="none"), n_items=500)
+    assert all(r.changed == 0 for o in outs for r in o.deliberation.rounds)
+    assert all(o.deliberation.rounds[-1].votes == o.deliberation.rounds[0].votes for o in outs)
+    assert {o.deliberation.stop_reason for o in outs} == {"rounds"}
+    assert not any(o.deliberation.flipped["a"] for o in outs)
+
+
+def test_rules_and_replay_judges_never_change_a_vote():
+    sc = load_scenario(ROOT / "scenarios" / "safety_smoke.yaml")
+    specs = [j for j in sc.judges if not j.missing_env({})]
+    assert {s.kind for s in specs} == {"rules", "factuality"}
+    coord = Coordinator(LocalPanel(specs, sc.payloads, sc.base_dir),
+                        Debate(rounds=3, stop="none"), sc.file.policy)
+    outs = asyncio.run(coord.run(sc.requests))
+    assert {o.deliberation.stop_reason for o in outs} == {"no_deliberating_judge"}
+    assert all(len(o.deliberation.rounds) == 1 for o in outs)
+    plain = asyncio.run(Coordinator(LocalPanel(specs, sc.payloads, sc.base_dir),
+                                    build_strategy("veto"), sc.file.policy).run(sc.requests))
+    assert [v.label for o in outs for v in o.votes] == [v.label for o in plain for v in o.votes]
+
+
+def test_unknown_final_and_nested_debate_are_refused_with_their_field():
+    with pytest.raises(ConfigError, match="unknown strategy") as e:
+        build_strategy({"name": "debate", "final": "nope"})
+    assert e.value.field == "strategy.final"
+    with pytest.raises(ConfigError, match="another debate"):
+        build_strategy({"name": "debate", "final": "debate"})
+    with pytest.raises(ConfigError) as e:
+        build_strategy({"name": "debate", "final": {"name": "weighted", "weights": {"a": -1}}})
+    assert e.value.field == "strategy.final.weights.a"
+    with pytest.raises(ConfigError):
+        build_strategy({"name": "debate", "rounds": 0})
+    with pytest.raises(ConfigError):
+        build_strategy({"name": "debate", "stop": "whenever"})
+
+
+# ----------------------------------------------------------------------------- anonymity
+def _votes(*labels: str, critique: str = "") -> list[Vote]:
+    return [Vote(judge=f"gpt-4o-{i}" if i % 2 else f"claude-{i}", request_id="q",
+                 candidate_id="a", label=lab, critique=critique.format(i=i))
+            for i, lab in enumerate(labels)]
+
+
+def test_peers_are_aliased_shuffled_per_judge_and_round_and_names_are_masked():
+    votes = _votes("accept", "reject", "accept", "reject", "accept", "reject",
+                   critique="As claude-{i} I think gpt-4o-mini is wrong.")
+    mask = SelfMask([v.judge for v in votes] + ["gpt-4o-mini"])
+    debate = Debate(rounds=3)
+    views, masked = peers_for("claude-0", "a", "q", 2, votes, debate, mask)
+    assert [p.alias for p in views] == [alias(i) for i in range(5)]
+    assert masked == 10  # two names in each of five critiques
+    text = " ".join(p.critique for p in views)
+    assert "claude" not in text.lower() and "gpt" not in text.lower()
+    assert all(p.critique == "As [judge] I think [judge] is wrong." for p in views)
+    orders = {tuple(p.label for p in peers_for(j, "a", "q", r, votes, debate, mask)[0])
+              for j in ("claude-0", "gpt-4o-1") for r in (2, 3, 4, 5)}
+    assert len(orders) > 1  # shuffled per judge and round, not always panel order
+    # the same judge and round always see the same order (reproducible)
+    assert peers_for("claude-0", "a", "q", 2, votes, debate, mask) == (views, masked)
+    only_votes, none = peers_for("claude-0", "a", "q", 2, votes, Debate(share="votes"), mask)
+    assert none == 0 and all(p.critique == "" for p in only_votes)
+
+
+def test_mask_leaves_ordinary_words_alone():
+    m = SelfMask(["rules"])
+    assert m.apply("metadata, a meta-analysis and googled facts") == (
+        "metadata, a meta-analysis and googled facts", 0)
+    assert m.apply("llama3.1:8b and Mixtral-8x7B agree") == ("[judge] and [judge] agree", 2)
+
+
+# -------------------------------------------------------------------- herding and helping
+def test_herding_raises_agreement_not_accuracy_and_loses_lone_right_answers():
+    specs = panel(conformity=0.5)
+    reqs, outs = run(specs, Debate(rounds=3, stop="none"))
+    acc1, acc3 = round_accuracy(reqs, outs, 1), round_accuracy(reqs, outs, 3)
+    assert abs(acc3 - acc1) <= 0.015
+    (a1, n1), (a3, n3) = agreement(reqs, outs, 1), agreement(reqs, outs, 3)
+    assert a3 - a1 >= 0.3 and n3 <= 2.0 < n1
+    summary = summarize(scenario="herd", strategy="debate", run_id="r", requests=reqs,
+                        outcomes=outs, judges=[s.name for s in specs])
+    d = summary.debate
+    assert [r["round"] for r in d["rounds"]] == [1, 2, 3]
+    assert d["rounds"][0]["krippendorff_alpha"] == pytest.approx(a1)
+    assert d["rounds"][2]["effective_judges"] == pytest.approx(n3)
+    assert d["lone_right"]["lost"] > 0
+    assert any("herded" in w for w in summary.warnings)
+    assert d["calls"]["round1"] == 5 * len(reqs) and d["calls"]["total"] == 15 * len(reqs)
+
+
+def test_truth_advantage_helps_significantly():
+    reqs, outs = run(panel(conformity=0.3, truth=0.5), Debate(rounds=3, stop="none"))
+    first, final = correct(reqs, outs, 1), correct(reqs, outs)
+    assert sum(final) / len(final) - sum(first) / len(first) >= 0.03
+    assert mcnemar_exact(final, first) < 0.01
+    d = summarize(scenario="help", strategy="debate", run_id="r", requests=reqs, outcomes=outs,
+                  judges=[f"j{i}" for i in range(5)]).debate
+    w2r = sum(r["wrong_to_right"] for r in d["rounds"])
+    r2w = sum(r["right_to_wrong"] for r in d["rounds"])
+    assert w2r > r2w > 0
+    assert d["flipped_from_round1"]["fixed"] > d["flipped_from_round1"]["broken"]
+
+
+def test_stopping_at_unanimity_saves_calls_at_the_same_accuracy():
+    specs = panel(conformity=0.3, truth=0.5)
+    reqs, fixed = run(specs, Debate(rounds=5, stop="none"))
+    _, stopped = run(specs, Debate(rounds=5, stop="unanimity"))
+    calls_fixed = sum(o.deliberation.calls for o in fixed)
+    calls_stopped = sum(o.deliberation.calls for o in stopped)
+    assert calls_stopped <= 0.7 * calls_fixed
+    acc = [sum(correct(reqs, o)) / len(reqs) for o in (fixed, stopped)]
+    assert abs(acc[0] - acc[1]) <= 0.005
+    reasons = {o.deliberation.stop_reason for o in stopped}
+    assert reasons == {"unanimity", "rounds"}
+    for o in stopped:
+        last = o.deliberation.rounds[-1]
+        assert (o.deliberation.stop_reason == "unanimity") == all(last.unanimous.values())
+        assert all(r.latency_s >= 0 and r.calls in (0, 5) for r in o.deliberation.rounds)
+
+
+def test_stable_stops_when_no_vote_changed():
+    reqs, outs = run(panel(conformity=0.2), Debate(rounds=6, stop="stable"), n_items=300)
+    for o in outs:
+        d = o.deliberation
+        if d.stop_reason == "stable":
+            assert d.rounds[-1].changed == 0 and all(r.changed for r in d.rounds[1:-1])
+
+
+# ------------------------------------------------------------------------------ recusal
+def _request(generator: str | None = None, model: str | None = None) -> Request:
+    meta = {"model": model} if model else {}
+    return Request(id="q", prompt="p", gold={"a": "accept", "b": "accept"}, candidates=(
+        Candidate(id="a", text="x", generator=generator, metadata=meta),
+        Candidate(id="b", text="y")))
+
+
+def _llm(name: str, model: str, **kw) -> LLMJudgeSpec:
+    return LLMJudgeSpec(name=name, model=model, api_base="http://127.0.0.1:9/v1", **kw)
+
+
+def test_recusal_by_family_and_by_model():
+    specs = [_llm("gpt", "openai/gpt-4o-mini"), _llm("haiku", "anthropic/claude-3-5-haiku"),
+             _llm("local", "openai/llama3.1:8b"), _llm("mine", "openai/ft-x", family="openai")]
+    coord = Coordinator(type("P", (), {"specs": specs, "size": 4})(), build_strategy("majority"))
+    fam = coord.recusals(_request(generator="openrouter/openai/gpt-4o"))
+    assert set(fam) == {("gpt", "a"), ("mine", "a")}
+    assert all(r.startswith(RECUSED) and "openai" in r for r in fam.values())
+    assert set(coord.recusals(_request(model="ollama/llama3.1:70b"))) == {("local", "a")}
+    by_model = Coordinator(coord.panel, coord.strategy, Policy(recusal="model"))
+    assert set(by_model.recusals(_request(generator="openai/gpt-4o-mini"))) == {("gpt", "a")}
+    assert by_model.recusals(_request(generator="openai/gpt-4o")) == {}
+    off = Coordinator(coord.panel, coord.strategy, Policy(recusal="off"))
+    assert off.recusals(_request(generator="openai/gpt-4o")) == {}
+
+
+def test_recused_judge_is_not_called_and_min_families_fails_closed():
+    specs = [SimulatedJudgeSpec(name="o", default_accuracy=1.0, family="openai"),
+             SimulatedJudgeSpec(name="a", default_accuracy=1.0, family="anthropic", seed=1),
+             SimulatedJudgeSpec(name="r", default_accuracy=1.0, seed=2)]
+    req = _request(generator="openai/gpt-4o")
+    strict = Policy(min_families=2, quorum=1)
+    coord = Coordinator(LocalPanel(specs), build_strategy("majority"), strict)
+    out = asyncio.run(coord.decide(req))
+    by = {(v.judge, v.candidate_id): v for v in out.votes}
+    assert by[("o", "a")].abstain_kind == "recusal"
+    assert by[("o", "a")].abstain_reason.startswith(RECUSED)
+    assert by[("o", "b")].label == "accept"
+    da, db = out.decisions
+    assert da.label is None and "min_families missed" in da.reason
+    assert db.label == "accept"
+    assert out.accepted_candidate == "b"
+    summary = summarize(scenario="s", strategy="majority", run_id="r", requests=[req],
+                        outcomes=[out], judges=["o", "a", "r"])
+    assert summary.recused == {"o": 1}
+
+
+def test_min_families_above_the_panel_is_refused_at_load(tmp_path):
+    (tmp_path / "d.jsonl").write_text(
+        '{"id": "q", "prompt": "p", "candidates": [{"id": "a", "text": "t"}]}\n')
+    (tmp_path / "s.yaml").write_text(
+        "name: s\ndataset: d.jsonl\nstrategy: majority\npolicy: {min_families: 2}\n"
+        "panel:\n  - {name: x, kind: simulated, family: openai}\n"
+        "  - {name: y, kind: simulated}\n")
+    with pytest.raises(ConfigError, match="min_families 2") as e:
+        load_scenario(tmp_path / "s.yaml")
+    assert e.value.field == "policy.min_families"
+
+
+def test_debate_loads_from_yaml(tmp_path):
+    (tmp_path / "s.yaml").write_text(
+        "name: s\ndataset:\n  simulate: {n_items: 50, seed: 3}\n"
+        "strategy: {name: debate, rounds: 2, final: majority, stop: none, share: votes}\n"
+        "panel:\n" + "".join(f"  - {{name: j{i}, kind: simulated, default_accuracy: 0.6, "
+                             f"seed: {i}, conformity: 0.5}}\n" for i in range(3)))
+    sc = load_scenario(tmp_path / "s.yaml")
+    assert isinstance(sc.strategy, Debate) and sc.strategy.share == "votes"
+    outs = asyncio.run(Coordinator(LocalPanel(sc.judges), sc.strategy).run(sc.requests))
+    assert all(len(o.deliberation.rounds) == 2 for o in outs)
+
+
+# -------------------------------------------------------------------------------- on Ray
+def test_ray_hosts_debate_like_the_local_panel(ray_session):
+    specs = panel(conformity=0.4, truth=0.3)
+    reqs = SimulatedDataset(n_items=60, seed=5).generate()
+    debate = Debate(rounds=3, stop="unanimity")
+    local = asyncio.run(Coordinator(LocalPanel(specs), debate).run(reqs))
+    ray_panel = Panel.start(specs, base_dir=ROOT)
+    try:
+        remote = asyncio.run(Coordinator(ray_panel, debate).run(reqs))
+    finally:
+        ray_panel.shutdown()
+
+    def rounds(outs):
+        return [[(r.round, r.calls, tuple(v.label for v in r.votes), r.labels)
+                 for r in o.deliberation.rounds] for o in outs]
+
+    assert rounds(remote) == rounds(local)
+    assert any(len(o.deliberation.rounds) > 1 for o in remote)
