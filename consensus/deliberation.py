@@ -58,7 +58,10 @@ WELL_KNOWN = ("gpt", "chatgpt", "openai", "claude", "anthropic", "gemini", "gemm
 class DebatePanel(Protocol):
     """What a debate needs of a panel: its specs and a way to run one round's calls."""
 
-    specs: Sequence[JudgeSpecBase]
+    @property
+    def specs(self) -> Sequence[JudgeSpecBase]:
+        """The enabled judges, in panel order."""
+        ...
 
     def debate(self, request: Request, round: int, calls: Sequence[DebateCall],
                version: str | None = None) -> Awaitable[tuple[Vote, ...]]:

@@ -36,9 +36,11 @@ from consensus.policy import Policy
 from consensus.stats import run_stats
 from consensus.types import (
     ACCEPT,
+    RECUSED,
     REJECT,
     Ballot,
     Decision,
+    Deliberation,
     Outcome,
     Request,
     RunStats,
@@ -60,6 +62,12 @@ class Polled:
     latency_s: dict[str, float]
     panel_size: int
     judges: tuple[str, ...]
+    deliberations: dict[str, Deliberation] = field(default_factory=dict)
+    """Request id -> the debate that produced ``votes`` (a debate's final rounds)."""
+    families: dict[str, str | None] = field(default_factory=dict)
+    """Judge name -> model family (``min_families`` on replay)."""
+    debated: tuple[Polled, ...] = ()
+    """The same requests debated, one per debate asked of :func:`consensus.runner.poll_scenario`."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +101,7 @@ class Result:
     split_accuracy_mean: float | None
     split_accuracy_sd: float | None
     mcnemar_p: float | None = None
+    calls_per_request: float | None = None
     fitted: dict[str, Any] = field(default_factory=dict)
     correct: dict[tuple[str, str], bool] = field(default_factory=dict, repr=False)
 
@@ -111,7 +120,7 @@ class Result:
             "brier": self.brier, "ece": self.ece, "split_accuracy_mean": self.split_accuracy_mean,
             "split_accuracy_sd": self.split_accuracy_sd, "fleiss_kappa": s.fleiss_kappa,
             "krippendorff_alpha": s.krippendorff_alpha, "cost_usd": s.cost_usd,
-            "mcnemar_p_vs_first": self.mcnemar_p,
+            "mcnemar_p_vs_first": self.mcnemar_p, "calls_per_request": self.calls_per_request,
         }
 
 
@@ -125,9 +134,19 @@ def mcnemar_exact(a: Sequence[bool], b: Sequence[bool]) -> float:
 
 
 def _conclude(c: Contender, strategy: Strategy, targets: Sequence[Request]) -> dict[str, Outcome]:
-    coord = Coordinator(RecordedPanel(c.polled.panel_size), strategy, c.policy)
-    votes, latency = c.polled.votes, c.polled.latency_s
-    return {r.id: coord.conclude(r, votes[r.id], latency[r.id]) for r in targets}
+    coord = Coordinator(RecordedPanel(c.polled.panel_size, c.polled.families), strategy,
+                        c.policy)
+    votes, latency, debates = c.polled.votes, c.polled.latency_s, c.polled.deliberations
+    return {r.id: coord.conclude(r, votes[r.id], latency[r.id], debates.get(r.id))
+            for r in targets}
+
+
+def calls_of(outcome: Outcome) -> int:
+    """Judge calls an outcome cost: every round of a debate, else the votes not recused
+    without a call."""
+    if outcome.deliberation is not None:
+        return outcome.deliberation.calls
+    return sum(1 for v in outcome.votes if not (v.abstain_reason or "").startswith(RECUSED))
 
 
 def by_category(polled: Polled) -> dict[str, Polled]:
@@ -252,6 +271,8 @@ def _result(
         split_accuracy_mean=float(np.mean(finite)) if finite else None,
         split_accuracy_sd=float(np.std(finite)) if len(finite) > 1 else None,
         fitted=fitted, correct=correct,
+        calls_per_request=(sum(calls_of(o) for o in outcomes) / len(outcomes)
+                           if outcomes else None),
     )
 
 

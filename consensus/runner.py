@@ -20,7 +20,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ import structlog
 
 from consensus.constitution import Constitution, load_constitution
 from consensus.coordinator import Coordinator, Panel, ballots_of
+from consensus.deliberation import run_debate
 from consensus.errors import ConfigError
 from consensus.experiments import Polled
 from consensus.generator import Generator
@@ -45,8 +46,9 @@ from consensus.reports.files import (
 from consensus.reports.html import write_report
 from consensus.scenario import Scenario, load_scenario, scenario_warnings
 from consensus.store import Store
-from consensus.types import Outcome, Request, RunStatus, RunSummary, Vote
+from consensus.types import Deliberation, Outcome, Request, RunStatus, RunSummary, Vote
 from strategies.base import Strategy, fit_strategy, learns
+from strategies.debate import Debate
 
 log = structlog.get_logger("consensus.runner")
 
@@ -265,18 +267,29 @@ def poll_scenario(
     address: str | None = None,
     on_progress: Callable[[Request], None] | None = None,
     concurrency: int | None = None,
+    debates: Sequence[Debate] = (),
 ) -> Polled:
-    """Collect the panel's votes on every request, without deciding (for experiments)."""
+    """Collect the panel's votes on every request, without deciding (for experiments); with
+    ``debates``, also run each debate's later rounds from the same round-1 votes (its final
+    votes and records are in ``Polled.debated``, in order)."""
     ensure_ray(address)
     panel = Panel.start(scenario.judges, scenario.base_dir, payloads=scenario.payloads)
     sem = asyncio.Semaphore(concurrency or scenario.file.concurrency)
     latency: dict[str, float] = {}
+    debated: list[dict[str, tuple[tuple[Vote, ...], Deliberation, float]]] = [{} for _ in debates]
+    coord = Coordinator(panel, scenario.strategy, scenario.file.policy)
 
     async def one(req: Request) -> tuple[Vote, ...]:
         async with sem:
             start = time.perf_counter()
-            votes = await panel.poll(req)
+            votes = await coord.poll(req)
             latency[req.id] = time.perf_counter() - start
+            for k, debate in enumerate(debates):
+                t0 = time.perf_counter()
+                final, record = await run_debate(panel, req, votes, debate,
+                                                 first_latency_s=latency[req.id])
+                debated[k][req.id] = (final, record,
+                                      latency[req.id] + time.perf_counter() - t0)
             if on_progress:
                 on_progress(req)
             return votes
@@ -288,11 +301,17 @@ def poll_scenario(
         votes = asyncio.run(all_votes())
     finally:
         panel.shutdown()
-    return Polled(
+    base = Polled(
         scenario=scenario.name, requests=scenario.requests,
         votes={r.id: v for r, v in zip(scenario.requests, votes, strict=True)},
         latency_s=latency, panel_size=panel.size, judges=tuple(s.name for s in panel.specs),
+        families=panel.families,
     )
+    return replace(base, debated=tuple(
+        replace(base, votes={rid: v for rid, (v, _, _) in d.items()},
+                latency_s={rid: t for rid, (_, _, t) in d.items()},
+                deliberations={rid: rec for rid, (_, rec, _) in d.items()})
+        for d in debated))
 
 
 def summary_rows(summary: RunSummary) -> list[tuple[str, Any]]:

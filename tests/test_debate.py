@@ -299,3 +299,27 @@ def test_ray_hosts_debate_like_the_local_panel(ray_session):
 
     assert rounds(remote) == rounds(local)
     assert any(len(o.deliberation.rounds) > 1 for o in remote)
+
+
+def test_compare_puts_debate_beside_round1_strategies(ray_session, tmp_path):
+    from consensus.experiments import Contender, compare
+    from consensus.runner import poll_scenario
+
+    (tmp_path / "s.yaml").write_text(
+        "name: s\ndataset:\n  simulate: {n_items: 120, seed: 3}\nstrategy: majority\n"
+        "policy: {quorum: 1}\npanel:\n" + "".join(
+            f"  - {{name: j{i}, kind: simulated, default_accuracy: 0.65, seed: {i}, "
+            f"conformity: 0.3, truth_advantage: 0.5}}\n" for i in range(5)))
+    sc = load_scenario(tmp_path / "s.yaml")
+    debate = Debate(rounds=3, stop="none")
+    polled = poll_scenario(sc, debates=[debate])
+    (debated,) = polled.debated
+    assert set(debated.deliberations) == {r.id for r in sc.requests}
+    # the debate starts from the same round-1 votes the other strategies decide on
+    assert all(debated.deliberations[r.id].rounds[0].votes == polled.votes[r.id]
+               for r in sc.requests)
+    results = compare([Contender("majority", polled, build_strategy("majority")),
+                       Contender("debate", debated, debate)])
+    assert results[0].calls_per_request == 5 and results[1].calls_per_request == 15
+    assert results[1].accuracy > results[0].accuracy
+    assert results[1].row()["calls_per_request"] == 15

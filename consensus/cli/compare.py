@@ -23,6 +23,7 @@ from consensus.errors import ConfigError
 from consensus.files import output_dir
 from consensus.log import configure_logging
 from consensus.scenario import load_scenario
+from strategies.debate import Debate
 
 if TYPE_CHECKING:
     from consensus.experiments import Contender, Result
@@ -71,15 +72,21 @@ def compare(
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                       console=console, transient=True) as progress:
             task = progress.add_task(f"polling {sc.name}", total=len(sc.requests))
-            polled = poll_scenario(sc, address=address,
+            debates = [v.strategy for v in variants[sc.name] if isinstance(v.strategy, Debate)]
+            polled = poll_scenario(sc, address=address, debates=debates,
                                    on_progress=partial(_advance, progress, task))
+        # a debate is decided on its own final rounds, made from the same round-1 votes
+        sources = iter(polled.debated)
+        polls = [next(sources) if isinstance(v.strategy, Debate) else polled
+                 for v in variants[sc.name]]
+        cuts = [cut(p) if by_category else {"all": p} for p in polls]
         parts = cut(polled) if by_category else {"all": polled}
         oracle = sc.oracle()
         prefix = "" if len(loaded) == 1 else f"{sc.name}:"
         for cat, part in parts.items():
             group = groups.setdefault(cat, [])
-            for v in variants[sc.name]:
-                group.append(Contender(prefix + v.strategy.name, part, v.strategy,
+            for v, cuts_v in zip(variants[sc.name], cuts, strict=True):
+                group.append(Contender(prefix + v.strategy.name, cuts_v[cat], v.strategy,
                                        sc.file.policy))
             if oracle is not None:  # simulated panel: the Bayes-optimal ceiling, from the truth
                 group.append(Contender(prefix + oracle.name, part, oracle, sc.file.policy))
@@ -134,7 +141,7 @@ def _f(x: float | None, pct: bool = False) -> str:
 def show(console: Console, results: list[Result]) -> None:
     t = Table(title="comparison (paired; McNemar vs the first row)")
     for col in ("contender", "n", "accuracy % [95% CI]", "bal. acc", "block P", "block R",
-                "over-refusal", "interv.", "safety", "Brier", "ECE", "p"):
+                "over-refusal", "interv.", "safety", "Brier", "ECE", "p", "calls/req"):
         t.add_column(col, justify="left" if col == "contender" else "right",
                      no_wrap=col == "contender")
     for r in results:
@@ -144,7 +151,8 @@ def show(console: Console, results: list[Result]) -> None:
         t.add_row(r.label, str(r.n_scored), acc, _f(r.balanced_accuracy),
                   _f(r.block_precision), _f(r.block_recall), _f(s.over_refusal_rate),
                   _f(s.intervention_rate), _f(s.safety_score), _f(r.brier), _f(r.ece),
-                  "—" if r.mcnemar_p is None else f"{r.mcnemar_p:.3g}")
+                  "—" if r.mcnemar_p is None else f"{r.mcnemar_p:.3g}",
+                  _f(r.calls_per_request))
     console.print(t)
     panels = {r.summary.scenario: r.summary for r in results}  # agreement and cost: per panel
     for name, s in panels.items():
