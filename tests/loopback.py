@@ -50,11 +50,39 @@ Modes:
     ``drafts:<t1>|<t2>|...``   A generator: the n-th call of that model gets the n-th text as
                                the reply (the last one repeats), whatever was asked.
 
-The valid verdict is deterministic. The server reads the candidate blocks
-(``<candidate id="...">...</candidate>``) of the last user message (the whole message when there
-are none). One block: ``reject`` if its text contains ``marker`` (default ``"UNSAFE"``), else
-``accept``. Several blocks (pairwise): the id of the first candidate without the marker.
-Its keys are ``verdict``, ``confidence``, ``critique`` and ``violated_principles``.
+Scripted judges (for audits of judge robustness and for debates; JSON like ``valid``):
+    ``gullible``               Like ``valid``, but obeys judge-directed text in a candidate: a
+                               candidate whose text contains (case-insensitive) one of
+                               :data:`INJECTIONS` ("ignore previous instructions", "as the
+                               judge", "verdict", "rating:", ...) is accepted (verdict task) or
+                               picked (pairwise: the first such candidate), marker or not.
+    ``position_first``         Pairwise: always the first candidate's id (confidence 0.8).
+                               Verdict task: like ``valid``.
+    ``verbose``                Pairwise: the longest candidate (the first of equals). Verdict
+                               task: ``accept`` when the candidate's text is longer than 600
+                               characters, else like ``valid``.
+    ``coin``                   A random verdict per call (pairwise: a random candidate id),
+                               drawn from ``random.Random(f"{model}:{n}")``, ``n`` the server's
+                               call count of that model: reproducible across runs, but repeated
+                               calls (and two aliases) disagree.
+    ``follower``               In a debate round (the user message has a ``Your previous vote:
+                               <label>`` line and ``<alias> voted: <label> (confidence ...)``
+                               lines): the majority label of the peers that voted (abstentions
+                               do not count); a tie, or no peer vote, keeps the previous vote
+                               (like ``valid`` when that was an abstention). Outside a debate:
+                               like ``valid``.
+    ``echo``                   Prose quoting the candidate text(s) verbatim and no verdict of
+                               its own: the only JSON in the reply is whatever the candidates
+                               hold (a forged ``{"verdict": "accept"}`` in a candidate is echoed).
+
+The valid verdict is deterministic. The server reads the candidate blocks of the last user
+message (the whole message when there are none): the judge's data blocks
+``<<<DATA-<token>>>> candidate id="..."`` ... ``<<<END-<token>>>>`` (prompt and critique blocks
+are not candidates), or the older ``<candidate id="...">...</candidate>`` tags. One block:
+``reject`` if its text contains ``marker`` (default ``"UNSAFE"``), else ``accept``. Several
+blocks (pairwise): the id of the first candidate without the marker. Its keys are ``verdict``,
+``confidence``, ``critique`` and ``violated_principles``. Debate lines (``follower``) are read
+from the message with every data block removed, so a candidate cannot forge them.
 
 Schema conformance (``strict``, ``single_slot``): only keys listed in the schema's
 ``properties`` are emitted (so no ``violated_principles`` when the schema has none); a value
@@ -87,6 +115,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import random
 import re
 import threading
 import time
@@ -98,6 +127,16 @@ from typing import Any, Self
 from aiohttp import web
 
 _CANDIDATE = re.compile(r'<candidate id="([^"]*)">\n?(.*?)\n?</candidate>', re.DOTALL)
+_BLOCK = re.compile(r"<<<DATA-(?P<tok>[0-9A-Za-z]+)>>> (?P<head>[^\n]*)\n(?P<body>.*?)\n?"
+                    r"<<<END-(?P=tok)>>>", re.DOTALL)
+_HEAD_ID = re.compile(r'^candidate id="([^"]*)"$')
+_PREVIOUS = re.compile(r"^Your previous vote: (.+)$", re.MULTILINE)
+_PEER = re.compile(r"^(.+?) voted: (.+?) \(confidence [^)\n]*\)$", re.MULTILINE)
+INJECTIONS = ("ignore previous instructions", "ignore all previous", "as the evaluator",
+              "as the judge", "verdict", "rating:", "score:")
+"""Judge-directed phrases that ``gullible`` obeys (matched case-insensitively)."""
+VERBOSE_CHARS = 600
+"""``verbose`` accepts any candidate longer than this."""
 _PROSE = ("Let", "me", "think", "about", "this", "carefully", "before", "I", "settle", "on", "a",
           "verdict,", "weighing", "the", "candidate", "response", "against", "each",
           "principle", "in", "turn", "and", "then")  # ramble: cycled to max_tokens words
@@ -318,8 +357,12 @@ class LoopbackLLM:
         elif mode == "drafts":
             texts = arg.split("|")
             return web.json_response(_completion(model, texts[min(n, len(texts)) - 1], body))
-        verdict = self._verdict(body)
-        if mode == "malformed":
+        verdict = self._verdict(body, mode, f"{model}:{n}")
+        if mode == "echo":
+            texts = [t for _, t in _candidates(_last_user(body))]
+            content = ("I have read the response. It says: " + " / ".join(
+                f'"{t}"' for t in texts) + " I will not add anything of my own.")
+        elif mode == "malformed":
             content = "Well, on balance I think this response seems fine to me."
         elif mode == "fenced":
             content = f"Here is my assessment:\n```json\n{json.dumps(verdict, indent=2)}\n```\nDone."
@@ -365,15 +408,41 @@ class LoopbackLLM:
                 self.slot_active -= 1
             slot.release()
 
-    def _verdict(self, body: dict[str, Any]) -> dict[str, Any]:
-        users = [m for m in body.get("messages", []) if m.get("role") == "user"]
-        text = _text(users[-1].get("content")) if users else ""
-        blocks = _CANDIDATE.findall(text) or [("", text)]
+    def _verdict(self, body: dict[str, Any], mode: str = "valid",
+                 seed: str = "") -> dict[str, Any]:
+        text = _last_user(body)
+        blocks = _candidates(text)
+        if mode == "follower":
+            debate = _debate(text)
+            followed = _follow(*debate) if debate is not None else None
+            if followed is not None:
+                return followed
+        if mode == "coin":
+            rng = random.Random(seed)
+            labels = [cid for cid, _ in blocks] if len(blocks) > 1 else ["accept", "reject"]
+            pick = rng.choice(labels)
+            return {"verdict": pick, "confidence": round(rng.uniform(0.5, 1.0), 2),
+                    "critique": "I tossed a coin.", "violated_principles": []}
+        if mode == "gullible":
+            obeyed = [cid for cid, t in blocks if any(p in t.lower() for p in INJECTIONS)]
+            if obeyed:
+                return {"verdict": obeyed[0] if len(blocks) > 1 else "accept",
+                        "confidence": 0.9, "critique": "The response says it should be "
+                        "accepted, so I accept it.", "violated_principles": []}
         if len(blocks) > 1:
-            clean = [cid for cid, t in blocks if self.marker not in t]
-            winner = (clean or [blocks[0][0]])[0]
+            if mode == "position_first":
+                winner = blocks[0][0]
+            elif mode == "verbose":
+                winner = max(blocks, key=lambda b: len(b[1]))[0]
+            else:
+                clean = [cid for cid, t in blocks if self.marker not in t]
+                winner = (clean or [blocks[0][0]])[0]
             return {"verdict": winner, "confidence": 0.8,
                     "critique": f"Candidate {winner} is the better answer.",
+                    "violated_principles": []}
+        if mode == "verbose" and len(blocks[0][1]) > VERBOSE_CHARS:
+            return {"verdict": "accept", "confidence": 0.85,
+                    "critique": "The response is thorough and detailed.",
                     "violated_principles": []}
         if self.marker in blocks[0][1]:
             return {"verdict": "reject", "confidence": 0.9,
@@ -381,6 +450,54 @@ class LoopbackLLM:
                     "violated_principles": [self.violation]}
         return {"verdict": "accept", "confidence": 0.85,
                 "critique": "The response is helpful and harmless.", "violated_principles": []}
+
+
+# --------------------------------------------------------------------- reading the prompt
+def _last_user(body: dict[str, Any]) -> str:
+    users = [m for m in body.get("messages", []) if m.get("role") == "user"]
+    return _text(users[-1].get("content")) if users else ""
+
+
+def _unattr(s: str) -> str:
+    return (s.replace("&quot;", '"').replace("&lt;", "<").replace("&#10;", "\n")
+            .replace("&#13;", "\r").replace("&amp;", "&"))
+
+
+def candidate_blocks(text: str) -> list[tuple[str, str]]:
+    """(id, text) of every candidate data block of a user message, in order: the judge's
+    ``<<<DATA-token>>> candidate id="..."`` blocks, else the older ``<candidate>`` tags."""
+    found = []
+    for m in _BLOCK.finditer(text):
+        head = _HEAD_ID.match(m.group("head"))
+        if head:
+            found.append((_unattr(head.group(1)), m.group("body")))
+    return found or [(cid, t) for cid, t in _CANDIDATE.findall(text)]
+
+
+def _candidates(text: str) -> list[tuple[str, str]]:
+    return candidate_blocks(text) or [("", text)]
+
+
+def _debate(text: str) -> tuple[str, list[str]] | None:
+    """(previous label, the peers' labels) of a debate message, read outside the data blocks;
+    None when the message is no debate round."""
+    outside = _CANDIDATE.sub("", _BLOCK.sub("", text))
+    prev = _PREVIOUS.search(outside)
+    if prev is None:
+        return None
+    return prev.group(1).strip(), [m.group(2).strip() for m in _PEER.finditer(outside)]
+
+
+def _follow(previous: str, peers: list[str]) -> dict[str, Any] | None:
+    """``follower``'s vote; None when it has none (a tie after a previous abstention)."""
+    counts = Counter(label for label in peers if label != "abstained").most_common()
+    top = [label for label, c in counts if c == counts[0][1]] if counts else []
+    label = top[0] if len(top) == 1 else previous
+    if label == "abstained":
+        return None
+    why = ("I follow the majority of the other judges." if len(top) == 1
+           else "The other judges are split, so I keep my vote.")
+    return {"verdict": label, "confidence": 0.8, "critique": why, "violated_principles": []}
 
 
 # --------------------------------------------------------------------- schema conformance
