@@ -20,7 +20,7 @@ from consensus.errors import ConfigError
 from consensus.policy import Policy
 from consensus.scenario import load_scenario
 
-COMMANDS = ("run", "validate", "compare", "tune")
+COMMANDS = ("run", "validate", "compare", "tune", "audit")
 CONSTITUTION = """\
 principles:
   - id: no-insults
@@ -327,14 +327,14 @@ def test_fit_on_is_checked_at_validation(project, capsys):
 
 # --- command-line options --------------------------------------------------------------------
 
-@pytest.mark.parametrize("command", ("run", "compare", "tune"))
+@pytest.mark.parametrize("command", ("run", "compare", "tune", "audit"))
 def test_out_that_is_a_file(project, tmp_path, capsys, command):
     (tmp_path / "afile").write_text("x")
     code, err = cli(capsys, command, str(scenario(project)), "--out", str(tmp_path / "afile"))
     assert_clear_error(code, err, "afile", "is a file")
 
 
-@pytest.mark.parametrize("command", ("run", "compare", "tune"))
+@pytest.mark.parametrize("command", ("run", "compare", "tune", "audit"))
 def test_out_that_cannot_be_created(project, tmp_path, capsys, command):
     (tmp_path / "afile").write_text("x")
     code, err = cli(capsys, command, str(scenario(project)), "--out",
@@ -348,7 +348,7 @@ def test_store_that_is_a_directory(project, tmp_path, capsys):
     assert_clear_error(code, err, "--store", "directory")
 
 
-@pytest.mark.parametrize("command", ("run", "compare", "tune"))
+@pytest.mark.parametrize("command", ("run", "compare", "tune", "audit"))
 def test_unknown_log_level(project, tmp_path, capsys, command):
     code, err = cli(capsys, command, str(scenario(project)), "--log-level", "loud")
     assert_clear_error(code, err, "loud", "debug, info, warning, error")
@@ -429,7 +429,7 @@ def test_config_error_is_the_only_error_loading_raises(project):
                 pass
 
 
-@pytest.mark.parametrize("command", ("run", "compare", "tune"))
+@pytest.mark.parametrize("command", ("run", "compare", "tune", "audit"))
 @pytest.mark.parametrize("address", ["nonsense", "CLOSED"])
 def test_an_address_without_a_cluster_fails_at_once(project, tmp_path, capsys, command, address):
     """Ray would retry for minutes; nothing listening on a loopback port is an error at once."""
