@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from consensus.errors import VerdictParseError
 from consensus.types import Candidate, PeerView, Request, Vote
-from judges import llm
+from judges import llm_prompt
 from judges.base import Deliberating
 from judges.llm import LLMJudge, LLMJudgeSpec, build_messages, data_token, read_verdict
 
@@ -107,7 +107,7 @@ def test_token_is_fresh_per_call_and_never_in_the_data(offline, text, prompt, ci
 
 def test_token_is_drawn_again_when_it_occurs_in_the_data(monkeypatch):
     draws = iter(["abcdef012345", "0123456789ab", "feedfacecafe"])
-    monkeypatch.setattr(llm, "token_hex", lambda _n: next(draws))
+    monkeypatch.setattr(llm_prompt, "token_hex", lambda _n: next(draws))
     assert data_token(["holds ABCDEF012345 (upper case)", "and 0123456789ab"]) == "feedfacecafe"
 
 
