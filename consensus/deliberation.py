@@ -38,6 +38,7 @@ from typing import Any, Protocol
 from consensus.types import (
     PAIRWISE_SUBJECT,
     RECUSED,
+    Ballot,
     DebateRound,
     Deliberation,
     PeerView,
@@ -47,6 +48,7 @@ from consensus.types import (
 )
 from judges.actor import DebateCall
 from judges.base import JudgeSpecBase
+from strategies.base import agreement_of
 from strategies.debate import Debate
 
 WELL_KNOWN = ("gpt", "chatgpt", "openai", "claude", "anthropic", "gemini", "gemma", "llama",
@@ -135,7 +137,10 @@ def _round_record(round_no: int, votes: Sequence[Vote], fresh: Sequence[Vote], c
         round=round_no, votes=tuple(votes), changed=changed, calls=calls,
         tokens=sum(tokens) if tokens else None,
         cost_usd=sum(v.cost_usd or 0.0 for v in fresh), latency_s=latency_s, masked=masked,
-        unanimous=unanimity(request, votes))
+        unanimous=unanimity(request, votes),
+        agreement={s: agreement_of(Ballot.for_subject(
+            request, s, tuple(v for v in votes if v.candidate_id == s)))
+            for s in request.subjects()})
 
 
 async def run_debate(panel: DebatePanel, request: Request, first: Sequence[Vote],

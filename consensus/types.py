@@ -415,6 +415,10 @@ class DebateRound(_Frozen):
                         "models, families) masked in the critiques shared in this round.")
     unanimous: dict[str, bool] = Field(default_factory=dict, description="Per subject: every "
                                        "valid vote agrees.")
+    agreement: dict[str, DecisionAgreement] = Field(
+        default_factory=dict, description="Per subject: vote shares, margin and entropy of "
+        "this round's votes (Krippendorff's alpha and the effective number of judges need many "
+        "ballots: they are per round over the run, in the summary's debate section).")
     labels: dict[str, str | None] = Field(default_factory=dict, description="Per subject: the "
                                           "final strategy's decision on this round's votes.")
 

@@ -345,6 +345,8 @@ def test_scripted_llm_judges_converge_on_the_majority_and_stop_at_unanimity():
     assert [[v.label for v in r.votes] for r in d.rounds] == [
         ["accept", "accept", "reject"], ["accept", "accept", "accept"]]
     assert d.stop_reason == "unanimity" and d.rounds[1].changed == 1
+    assert d.rounds[0].agreement["a"].margin == pytest.approx(1 / 3)
+    assert d.rounds[1].agreement["a"].unanimous
     assert [r.calls for r in d.rounds] == [3, 3]
     assert out_inj.decisions[0].label == "accept" and d.flipped == {"a": False}
     assert out_ok.deliberation.stop_reason == "unanimity"
