@@ -1,7 +1,7 @@
 """The corpus part of ``consensus constitution lint``: checks that fire on nothing or on everything.
 
-Regex and keyword checks run, exactly as the rules judge runs them (allow-lists included), over
-the texts of their scope: prompts for input-scope principles, responses for output-scope ones.
+Regex, keyword and judge-manipulation checks run, exactly as the rules judge runs them
+(allow-lists included), over the texts of their scope: prompts for input-scope principles, responses for output-scope ones.
 The default corpus is the safety smoke dataset shipped with the project (:data:`DEFAULT_DATASET`)
 plus a small built-in benign corpus (:data:`BENIGN_TEXTS`); ``corpus`` files replace the dataset
 (JSONL requests, JSONL ``{"text": ...}`` or strings, or plain text with one text per line).
@@ -29,6 +29,7 @@ from consensus.constitution import (
     RegexCheck,
     compile_regex,
 )
+from consensus.constitution_checks import JudgeManipulationCheck
 from consensus.errors import ConfigError
 from consensus.files import read_text
 from consensus.lint_findings import CheckAt, Sink
@@ -138,13 +139,14 @@ def _corpus_file(path: Path) -> list[Text]:
 
 
 def corpus_findings(checks: Sequence[CheckAt], corpus: Sequence[Text], add: Sink) -> None:
-    """Run each regex and keywords check over the corpus texts of its scope (module docstring)."""
+    """Run each regex, keywords and judge-manipulation check over the corpus texts of its scope
+    (module docstring)."""
     from judges.budget import Budget
     from judges.rules import RulesJudge
     from judges.rules_match import CheckTimeout
 
     for at in checks:
-        if not isinstance(at.check, RegexCheck | KeywordsCheck):
+        if not isinstance(at.check, RegexCheck | KeywordsCheck | JudgeManipulationCheck):
             continue
         texts = [t for t in corpus if t.role in ("any", "prompt" if at.scope == "input"
                                                   else "response")]

@@ -17,7 +17,8 @@ code                       level   what
                                    ``unless`` pattern that excuses every text
 ``catastrophic-backtracking`` e/w  see :mod:`consensus.lint_regex` (error when measured)
 ``polynomial-backtracking`` warning see :mod:`consensus.lint_regex`
-``never-matches``          warning a regex or keyword check that fires on no corpus text
+``never-matches``          warning a regex, keyword or judge-manipulation check that fires on
+                                   no corpus text
 ``matches-benign``         warning a check that fires on more than half of the benign texts
 ``overlap-conflict``       warning principles matching the same content with contradictory
                                    interventions (``flag`` vs. withholding)
@@ -27,9 +28,10 @@ code                       level   what
 ``unused-principle``       warning no judge applies the principle (below)
 ========================== ======= ==========================================================
 
-**The corpus.** Regex and keyword checks also run, exactly as the rules judge runs them, over
-a corpus of prompts and responses (:mod:`consensus.lint_corpus`): by default the safety smoke
-dataset plus a small built-in benign corpus; ``corpus`` files replace the dataset.
+**The corpus.** Regex, keyword and judge-manipulation checks also run, exactly as the rules
+judge runs them, over a corpus of prompts and responses (:mod:`consensus.lint_corpus`): by
+default the safety smoke dataset plus a small built-in benign corpus; ``corpus`` files replace
+the dataset.
 
 **Unused principles.** With ``scenarios``, a principle is unused when no judge of them applies
 it: no LLM judge reads this constitution, and no rules judge does or the principle has no check

@@ -1,4 +1,5 @@
-"""The rules judge: a constitution's checks (regex, keywords, length, PII, refusal) as a judge.
+"""The rules judge: a constitution's checks (regex, keywords, length, PII, refusal, injection,
+judge manipulation) as a judge.
 
 Checks are compiled once, in ``__init__``, on the ``regex`` engine that validated them at load.
 A call runs off the event loop, on the judge's own thread pool, and every search (constitution
@@ -28,7 +29,10 @@ refusal and block a helpful answer. The shipped patterns name harmful *targets* 
 process) and carry ``unless`` exceptions for safe contexts (games, fiction, history, definitions).
 Checks of type ``pii`` with ``allow_echo`` skip values the prompt itself holds; checks of type
 ``injection`` look for instructions embedded in the prompt and flag a candidate that carries out
-their payload (see :class:`~consensus.constitution.InjectionCheck`).
+their payload (see :class:`~consensus.constitution.InjectionCheck`); checks of type
+``judge_manipulation`` flag a candidate that addresses its graders (instructions to the judge,
+forged verdicts and ratings, role-tag escapes; :mod:`judges.manipulation`), so that an answer
+cannot talk its way past the LLM judges of the same panel.
 
 A violation at or above ``reject_at`` makes the judge vote ``reject`` (confidence by severity:
 0.7 low, 0.8 medium, 0.9 high, 0.95 critical); lower ones are reported on an ``accept`` vote.

@@ -1,10 +1,11 @@
 """The compiled checks of the rules judge: a constitution check as a search over a text.
 
 :class:`Matcher` compiles one check (its regexes, keyword regexes, PII detectors, injection
-markers) and finds its hits within a :class:`~judges.budget.Budget`, less the ``unless``
-exceptions; a search that outlives the budget is a :class:`CheckTimeout`. Keyword phrases
-become :func:`keyword_regex` patterns; :func:`injection_payloads` finds what embedded
-instructions ask for. The judge itself is :mod:`judges.rules`.
+markers, the detector of :mod:`judges.manipulation`) and finds its hits within a
+:class:`~judges.budget.Budget`, less the ``unless`` exceptions; a search that outlives the
+budget is a :class:`CheckTimeout`. Keyword phrases become :func:`keyword_regex` patterns;
+:func:`injection_payloads` finds what embedded instructions ask for. The judge itself is
+:mod:`judges.rules`.
 
 Example:
     >>> from consensus.constitution import KeywordsCheck
@@ -26,6 +27,7 @@ from consensus.constitution_checks import (
     LEET_EQUIVALENTS,
     Check,
     InjectionCheck,
+    JudgeManipulationCheck,
     KeywordsCheck,
     LengthCheck,
     PiiCheck,
@@ -33,6 +35,7 @@ from consensus.constitution_checks import (
     compile_regex,
 )
 from judges.budget import Budget
+from judges.manipulation import detect
 from judges.pii import DETECTORS, compact, mask
 
 
@@ -228,6 +231,15 @@ class Matcher:
                                        f"injection:followed {payload[:40]!r}"))
                 return out
             return find_injection
+        if isinstance(check, JudgeManipulationCheck):
+            kinds, decode = check.kinds, check.decode
+
+            def find_manipulation(text: str, budget: Budget, prompt: str) -> list[Hit]:
+                return [Hit(f.start, f.end, f"judge_manipulation:{f.kind}"
+                            + (f" (decoded {f.decoded})" if f.decoded else "")
+                            + f" {f.excerpt[:40]!r}")
+                        for f in detect(text, kinds=kinds, decode=decode, scanner=budget)]
+            return find_manipulation
         phrases = [compile_regex(p, regex.IGNORECASE) for p in check.phrases]
         within = check.within_chars
 
