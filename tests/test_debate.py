@@ -73,7 +73,7 @@ def agreement(reqs, outs, k: int) -> tuple[float, float]:
                                    "dawid_skene"])
 def test_one_round_decides_as_its_final_strategy(final):
     specs = panel(acc=0.7, conformity=0.9, truth=0.9)  # would move votes if it debated
-    reqs, plain = run(specs, build_strategy(final), n_items=300)
+    _, plain = run(specs, build_strategy(final), n_items=300)
     _, debated = run(specs, Debate(rounds=1, final=final), n_items=300)
     assert [(o.decisions[0].label, o.decisions[0].probability) for o in plain] == \
         [(o.decisions[0].label, o.decisions[0].probability) for o in debated]
@@ -82,7 +82,7 @@ def test_one_round_decides_as_its_final_strategy(final):
 
 
 def test_zero_conformity_and_truth_advantage_change_no_vote():
-    reqs, outs = run(panel(), Debate(rounds=3, stop="none"), n_items=500)
+    _, outs = run(panel(), Debate(rounds=3, stop="none"), n_items=500)
     assert all(r.changed == 0 for o in outs for r in o.deliberation.rounds)
     assert all(o.deliberation.rounds[-1].votes == o.deliberation.rounds[0].votes for o in outs)
     assert {o.deliberation.stop_reason for o in outs} == {"rounds"}
@@ -202,7 +202,7 @@ def test_stopping_at_unanimity_saves_calls_at_the_same_accuracy():
 
 
 def test_stable_stops_when_no_vote_changed():
-    reqs, outs = run(panel(conformity=0.2), Debate(rounds=6, stop="stable"), n_items=300)
+    _, outs = run(panel(conformity=0.2), Debate(rounds=6, stop="stable"), n_items=300)
     for o in outs:
         d = o.deliberation
         if d.stop_reason == "stable":
