@@ -47,7 +47,10 @@ ShareRule = Literal["critiques", "votes"]
 
 @dataclass(frozen=True)
 class Debate:
-    """Settings of a debate, and its final aggregation (see the module docstring)."""
+    """Judges see their peers' anonymised votes and critiques and vote again; `final` decides.
+
+    The coordinator runs the rounds (:mod:`consensus.deliberation`); see the module docstring.
+    """
 
     rounds: Annotated[int, Field(ge=1, le=10)] = 3
     final: str | Mapping[str, Any] = "majority"
