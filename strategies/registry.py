@@ -90,6 +90,16 @@ def build_strategy(
     for k, v in (defaults or {}).items():
         if k in fields and k not in params:
             params[k] = v
+    if "final" in fields and defaults:  # a debate: the panel's defaults reach its final strategy
+        final = params.get("final", "majority")
+        spec = {"name": final} if isinstance(final, str) else dict(final)
+        try:
+            inner = strategy_class(str(spec.get("name")), extra) if spec.get("name") else None
+        except ConfigError:
+            inner = None  # the debate reports it, at strategy.final
+        inner_fields = ({f.name for f in dataclasses.fields(inner) if f.init}
+                        if inner is not None and dataclasses.is_dataclass(inner) else set())
+        params["final"] = {**{k: v for k, v in defaults.items() if k in inner_fields}, **spec}
     try:
         # Validates the dataclass fields' types and ranges (Literal options, the constraints of
         # strategies._params), then constructs.

@@ -358,3 +358,15 @@ def test_scripted_llm_judges_converge_on_the_majority_and_stop_at_unanimity():
 
     for name in ("ga", "gb", "judge-ga", "judge-gb", "gullible"):
         assert not re.search(rf"\b{name}\b", debate_msg)
+
+
+def test_panel_weights_reach_a_debates_final_strategy():
+    d = build_strategy({"name": "debate", "final": "weighted"}, defaults={"weights": {"a": 2.0}})
+    assert d.final_.weights == {"a": 2.0}
+    explicit = build_strategy({"name": "debate", "final": {"name": "weighted",
+                                                            "weights": {"a": 5.0}}},
+                              defaults={"weights": {"a": 2.0}})
+    assert explicit.final_.weights == {"a": 5.0}  # the spec's own weights win
+    with pytest.raises(ConfigError) as e:
+        build_strategy({"name": "debate", "final": "nope"}, defaults={"weights": {"a": 1.0}})
+    assert e.value.field == "strategy.final"
