@@ -73,7 +73,7 @@ def build_strategy(
         defaults: Parameters used when the spec does not set them and the strategy has them
             (e.g. panel weights for ``weighted``).
     """
-    params = {"name": spec} if isinstance(spec, str) else dict(spec)
+    params: dict[str, Any] = {"name": spec} if isinstance(spec, str) else dict(spec)
     name = params.pop("name", None)
     if not isinstance(name, str):
         raise ConfigError("a strategy needs a name", field="strategy.name")

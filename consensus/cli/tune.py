@@ -52,7 +52,12 @@ def tune(
         raise ConfigError("tuning needs gold labels, and this scenario's requests have none",
                           source=str(scenario), field="dataset")
     out_dir = output_dir(out or Path("out") / f"tune-{sc.name}")
-    polled = poll_scenario(sc, address=address)
+    from strategies.debate import Debate
+
+    if isinstance(sc.strategy, Debate):  # tune on the debate's final rounds
+        polled = poll_scenario(sc, address=address, debates=[sc.strategy]).debated[0]
+    else:
+        polled = poll_scenario(sc, address=address)
     points = sweep(polled, accept_probabilities(polled, sc.strategy, sc.file.policy))
     best = recommend(points, max_harm=max_harm, max_false_block=max_false_block)
     with (out_dir / "tune.csv").open("w", newline="") as fh:
