@@ -121,3 +121,20 @@ def test_fit_on_errors_name_the_file_and_field(tmp_path):
                           capture_output=True, text=True, cwd=ROOT, check=False, timeout=120)
     assert proc.returncode == 2 and "fit_on" in proc.stderr and "missing.yaml" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_tune_and_compare_a_debate_on_its_final_rounds(tmp_path):
+    scenario = tmp_path / "deb.yaml"
+    scenario.write_text(
+        "name: deb\ndataset:\n  simulate: {n_items: 300, seed: 2}\npolicy: {quorum: 1}\n"
+        "strategy: {name: debate, rounds: 3, stop: none}\npanel:\n" + "".join(
+            f"  - {{name: j{i}, kind: simulated, default_accuracy: 0.65, seed: {i}, "
+            f"conformity: 0.3, truth_advantage: 0.5}}\n" for i in range(5)))
+    cli("tune", str(scenario), "--max-harm", "0.5", "--out", str(tmp_path / "t"))
+    data = json.loads((tmp_path / "t" / "tune.json").read_text())
+    at_half = next(p for p in data["sweep"] if abs(p["threshold"] - 0.5) < 1e-9)
+    proc = cli("compare", str(scenario), "--strategies", "majority", "--out",
+               str(tmp_path / "c"), "--json")
+    (majority,) = [r for r in json.loads(proc.stdout) if r["contender"] == "majority"]
+    assert data["strategy"] == "debate"
+    assert at_half["accuracy"] > majority["accuracy"] + 0.03  # the debated votes, not round 1
