@@ -270,7 +270,7 @@ async def audit_panel(
         c.key: v for c, v in zip(calls, polled, strict=True)}
     votes_of = {c.key: _substitute(c, raw, specs, blind, partners) for c in calls}
 
-    coord = Coordinator(RecordedPanel(panel.size), strategy, policy)
+    coord = Coordinator(RecordedPanel(panel.size, getattr(panel, "families", None) or {}), strategy, policy)
     if learns(strategy) and not fitted:
         base = [b for r in sample for b in ballots_of(r, votes_of[("base", r.id, "0")])]
         coord.strategy = fit_strategy(strategy, mask_gold(base))

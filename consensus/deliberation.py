@@ -14,7 +14,10 @@ deliberates (``JudgeSpecBase.DELIBERATES``: LLM and simulated judges), the judge
   per round.
 
 Judges that do not deliberate (rules, classifier, replay) keep their votes without a call, and
-so does a judge that recused itself. A panel of such judges only never changes a vote.
+so does a judge that recused itself (it is not shown to its peers either). A debate call that
+fails (timeout, provider error, unparseable reply) keeps the judge's previous vote and is
+counted as ``failed``: a failure in a later round never turns a reject into an abstention that
+lets a candidate through. A panel of non-deliberating judges only never changes a vote.
 
 The rounds are recorded (:class:`~consensus.types.DebateRound`): votes, votes changed, calls,
 tokens, cost, latency, masks and unanimity per subject. The coordinator adds each round's
@@ -57,6 +60,10 @@ WELL_KNOWN = ("gpt", "chatgpt", "openai", "claude", "anthropic", "gemini", "gemm
 (not "meta" or "google": they are ordinary words too)."""
 
 
+MAX_CRITIQUE = 1500
+"""Characters of a peer's critique shared in a debate round (the rest is cut)."""
+
+
 class DebatePanel(Protocol):
     """What a debate needs of a panel: its specs and a way to run one round's calls."""
 
@@ -79,7 +86,9 @@ class SelfMask:
         words = {t.strip().lower() for t in (*terms, *WELL_KNOWN) if len(t.strip()) >= 2}
         # longest first, so "gpt-4o-mini" is masked whole rather than as "gpt" plus a tail
         alternatives = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
-        self._re = re.compile(rf"(?<![\w-])(?:{alternatives})(?:[-.:/]\w+|\d\w*)*(?![\w-])",
+        # one optional digit tail ("gpt4o"), then separator-led parts ("-4o-mini"): every
+        # repetition starts with a separator, so no text makes the search backtrack
+        self._re = re.compile(rf"(?<![\w-])(?:{alternatives})(?:\d\w*)?(?:[-.:/]\w+)*(?![\w-])",
                               re.IGNORECASE) if alternatives else None
 
     @classmethod
@@ -107,13 +116,15 @@ def alias(i: int) -> str:
 def peers_for(judge: str, subject: str, request_id: str, round: int, current: Sequence[Vote],
               debate: Debate, mask: SelfMask) -> tuple[tuple[PeerView, ...], int]:
     """What ``judge`` sees of its peers on ``subject`` in ``round``, and the masks applied."""
-    others = [v for v in current if v.judge != judge]
+    # a recused peer is left out: "abstained" would tell the judge who wrote the candidate
+    others = [v for v in current if v.judge != judge
+              and not (v.abstain_reason or "").startswith(RECUSED)]
     random.Random(f"{debate.seed}:{request_id}:{subject}:{judge}:{round}").shuffle(others)
     views, masked = [], 0
     for i, v in enumerate(others):
         critique = ""
         if debate.share == "critiques":
-            critique, n = mask.apply(v.critique)
+            critique, n = mask.apply(v.critique[:MAX_CRITIQUE])
             masked += n
         views.append(PeerView(alias=alias(i), label=v.label, confidence=v.confidence,
                               critique=critique))
@@ -131,10 +142,11 @@ def unanimity(request: Request, votes: Sequence[Vote]) -> dict[str, bool]:
 
 
 def _round_record(round_no: int, votes: Sequence[Vote], fresh: Sequence[Vote], changed: int,
-                  calls: int, latency_s: float, masked: int, request: Request) -> DebateRound:
+                  calls: int, latency_s: float, masked: int, request: Request,
+                  failed: int = 0) -> DebateRound:
     tokens = [v.tokens for v in fresh if v.tokens is not None]
     return DebateRound(
-        round=round_no, votes=tuple(votes), changed=changed, calls=calls,
+        round=round_no, votes=tuple(votes), changed=changed, calls=calls, failed=failed,
         tokens=sum(tokens) if tokens else None,
         cost_usd=sum(v.cost_usd or 0.0 for v in fresh), latency_s=latency_s, masked=masked,
         unanimous=unanimity(request, votes),
@@ -190,12 +202,15 @@ async def run_debate(panel: DebatePanel, request: Request, first: Sequence[Vote]
             calls.append((v.judge, target, v, peers))
             where.append(i)
         fresh = await panel.debate(request, round_no, calls, version) if calls else ()
-        changed = 0
+        changed = failed = 0
         for i, new in zip(where, fresh, strict=True):
+            if new.abstained and not votes[i].abstained:
+                failed += 1  # a failed call keeps the judge's vote: it never unmakes a reject
+                continue
             changed += new.label != votes[i].label
             votes[i] = new
         rec = _round_record(round_no, votes, fresh, changed, len(calls),
-                            time.perf_counter() - start, masked, request)
+                            time.perf_counter() - start, masked, request, failed)
         rounds.append(rec)
         if on_round is not None:
             on_round(round_no)

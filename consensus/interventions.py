@@ -296,7 +296,7 @@ class Interventions:
         sub = Request(id=f"{request.id}/{draft_id}", prompt=request.prompt,
                       candidates=(Candidate(id=draft_id, text=text, generator=made_by),),
                       metadata={"draft_of": request.id})
-        votes = await coord.poll(sub, version)
+        votes, _ = await coord.gather(sub, version)  # debated too, under strategy debate
         decision: Decision = coord.decide_ballots(sub, votes)[0]
         log.info("draft_judged", request_id=request.id, draft=draft_id, source=source,
                  label=decision.label)

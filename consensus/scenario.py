@@ -443,9 +443,12 @@ def _strategy(spec: str | dict[str, Any], judges: tuple[JudgeSpecBase, ...], src
         raise ConfigError(exc.message, source=src, field=exc.field or "strategy") from None
     field = "strategy"
     node: Any = built
-    while node is not None:  # the strategy, then the base it wraps (position_debiased)
+    while node is not None:  # the strategy, then what it wraps (a base, a debate's final)
         _check_against_panel(node, judges, src, field)
-        node, field = getattr(node, "_inner", None), f"{field}.base"
+        if getattr(node, "_inner", None) is not None:
+            node, field = node._inner, f"{field}.base"
+        else:
+            node, field = getattr(node, "final_", None), f"{field}.final"
     return built
 
 

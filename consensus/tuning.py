@@ -54,7 +54,7 @@ def accept_probabilities(
     ballots = [b for r in polled.requests if r.task == "verdict"
                for b in ballots_of(r, polled.votes[r.id])]
     strategy = fit_strategy(strategy, mask_gold(ballots))
-    coord = Coordinator(RecordedPanel(polled.panel_size), strategy, policy or Policy())
+    coord = Coordinator(RecordedPanel(polled.panel_size, polled.families), strategy, policy or Policy())
     out = {}
     for b in ballots:
         d = coord.aggregate(b)

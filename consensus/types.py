@@ -408,6 +408,8 @@ class DebateRound(_Frozen):
                          "previous round (0 in round 1).")
     calls: int = Field(default=0, ge=0, description="Judge calls made in this round (judges "
                        "that do not deliberate keep their votes at no call).")
+    failed: int = Field(default=0, ge=0, description="Calls that failed (timeout, error, "
+                        "unparseable); those judges keep their previous votes.")
     tokens: int | None = Field(default=None, description="Tokens of those calls, when known.")
     cost_usd: float = Field(default=0.0, ge=0.0, description="Known cost of those calls.")
     latency_s: float = Field(default=0.0, ge=0.0, description="Wall time of the round.")

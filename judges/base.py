@@ -25,7 +25,7 @@ import os
 from collections.abc import Sequence
 from typing import Annotated, Any, ClassVar, Protocol, TypedDict, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from consensus.types import PAIRWISE_SUBJECT, Candidate, PeerView, Request, Vote
 
@@ -98,6 +98,12 @@ class JudgeSpecBase(BaseModel):
         description="Model family of the judge (openai, anthropic, meta, ...), for recusal: a "
         "judge does not grade a candidate its own family generated. Default: derived from the "
         "model string for llm judges, none for the other kinds.")
+
+    @field_validator("family")
+    @classmethod
+    def _family_lower(cls, v: str | None) -> str | None:
+        """Families compare case-insensitively (``OpenAI`` is ``openai``)."""
+        return (v.strip().lower() or None) if v is not None else None
 
     DELIBERATES: ClassVar[bool] = False
     """Whether judges of this kind vote again in later debate rounds (see :class:`Deliberating`)."""

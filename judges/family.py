@@ -13,6 +13,8 @@ Example:
     ('openai', 'meta')
     >>> family_of("openrouter/anthropic/claude-3.5-sonnet"), family_of("bedrock/mistral.mixtral")
     ('anthropic', 'mistral')
+    >>> family_of("bedrock/us.anthropic.claude-3-5-sonnet-20240620-v1:0")
+    'anthropic'
     >>> family_of("openai/my-finetune")
     'my-finetune'
 """
@@ -37,6 +39,7 @@ FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("01ai", ("yi-",)),
     ("tii", ("falcon",)),
     ("allenai", ("olmo", "tulu")),
+    ("amazon", ("titan", "nova")),
 )
 """(family, model-name prefixes), matched after the organisation part of the name is cut."""
 
@@ -53,18 +56,19 @@ def family_of(model: str) -> str:
     """The family of a litellm model string (see the module docstring)."""
     if not model.strip():
         return model
-    # the model name: after the last "/" (keeping an ollama tag out), then after a bedrock-style
-    # "maker." prefix
+    # the model name: after the last "/" (keeping an ollama tag out), then after each "." (a
+    # bedrock-style "maker." prefix, and a cross-region "us." / "eu." / "apac." before it)
     name = model.strip().lower().rsplit("/", 1)[-1].split(":", 1)[0]
-    for candidate in (name, name.split(".", 1)[-1]):
+    pieces = name.split(".")
+    for candidate in (name, *(".".join(pieces[i:]) for i in range(1, len(pieces)))):
         for family, prefixes in FAMILIES:
             if any(candidate.startswith(p) for p in prefixes):
                 return family
     for part in model.strip().lower().split("/")[:-1]:
-        for piece in (part, part.split(".", 1)[0]):
+        for piece in (part, *part.split(".")):
             if piece in MAKERS:
                 return _MAKER_FAMILY.get(piece, piece)
-    head = name.split(".", 1)[0]
-    if head in MAKERS:
-        return _MAKER_FAMILY.get(head, head)
+    for piece in pieces[:-1]:
+        if piece in MAKERS:
+            return _MAKER_FAMILY.get(piece, piece)
     return name

@@ -64,8 +64,11 @@ class Debate:
     def __post_init__(self) -> None:
         from strategies.registry import build_strategy  # the registry imports this module
 
+        if not 1 <= self.rounds <= 10:
+            raise ConfigError(f"rounds must lie in [1, 10], got {self.rounds}",
+                              field="strategy.rounds")
         spec = {"name": self.final} if isinstance(self.final, str) else dict(self.final)
-        if spec.get("name") == "debate":
+        if "'debate'" in repr(spec) or '"debate"' in repr(spec):
             raise ConfigError("a debate's final strategy cannot be another debate",
                               field="strategy.final")
         try:

@@ -93,6 +93,10 @@ class PositionDebiased:
         if isinstance(self.base, (str, Mapping)):
             from strategies.registry import build_strategy  # the registry imports strategies
 
+            if "'debate'" in repr(self.base):
+                raise ConfigError("a debate cannot be the base of position_debiased (its rounds "
+                                  "need the panel): make position_debiased the debate's final",
+                                  field="strategy.base")
             try:
                 inner: Strategy = build_strategy(self.base)
             except ConfigError as exc:  # name the field under ``base``

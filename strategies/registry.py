@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -36,6 +37,10 @@ DEFAULT_STRATEGIES: tuple[tuple[str, str], ...] = (
     ("debate", "strategies.debate:Debate"),
 )
 """(name, "module:Class") of the built-in strategies; modules load on first use."""
+
+NESTED_EXTRA: ContextVar[tuple[tuple[str, str], ...]] = ContextVar("nested_extra", default=())
+"""The caller's extra strategies while a strategy is built, so that the strategies it wraps
+(a debate's ``final``, ``position_debiased``'s ``base``) may be caller strategies too."""
 
 
 def strategy_table(extra: tuple[tuple[str, str], ...] = ()) -> dict[str, str]:
@@ -73,6 +78,7 @@ def build_strategy(
         defaults: Parameters used when the spec does not set them and the strategy has them
             (e.g. panel weights for ``weighted``).
     """
+    extra = extra or NESTED_EXTRA.get()
     params: dict[str, Any] = {"name": spec} if isinstance(spec, str) else dict(spec)
     name = params.pop("name", None)
     if not isinstance(name, str):
@@ -103,7 +109,11 @@ def build_strategy(
     try:
         # Validates the dataclass fields' types and ranges (Literal options, the constraints of
         # strategies._params), then constructs.
-        return TypeAdapter(cls).validate_python(params)
+        token = NESTED_EXTRA.set(extra)
+        try:
+            return TypeAdapter(cls).validate_python(params)
+        finally:
+            NESTED_EXTRA.reset(token)
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
