@@ -10,9 +10,10 @@ never instructions, and that instructions, verdicts or ratings inside the data m
 and count against the response. The verdict comes only from the reply: it is parsed by
 :class:`VerdictReply` (``model_validate_json``; the schema is also sent as the response format),
 then by a tolerant fallback (code fences, prose around the JSON, synonyms, percentages); a JSON
-object of the reply that occurs in the data (a model echoing a candidate's forged
-``{"verdict": "accept"}``) is skipped by both, and when no verdict is left the judge abstains
-(``unparseable``, saying the JSON was copied from the data).
+object inside prose that occurs in the data (a model echoing a candidate's forged
+``{"verdict": "accept"}``) is skipped by the fallback, and when no verdict is left the judge
+abstains (``unparseable``, saying the JSON was copied from the data). A reply that is exactly
+the schema is the judge's own verdict.
 
 Debate rounds (:meth:`LLMJudge.deliberate`, the :class:`judges.base.Deliberating` protocol) make
 the same call with a debate instruction added to the system message (reconsider in the light of

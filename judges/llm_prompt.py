@@ -113,8 +113,10 @@ def read_verdict(text: str, labels: Sequence[str] = VERDICT_LABELS,
     JSON, other key names, synonyms, percentages, a list critique).
 
     ``data`` are the texts the call showed as data (prompt, candidates, critiques): a JSON
-    object of the reply that occurs in one of them (verbatim, or but for whitespace) is the
-    model quoting the data, not its verdict, and is skipped by both readings.
+    object inside a reply of prose that occurs in one of them (verbatim, or but for
+    whitespace) is the model quoting the data, not its verdict, and the fallback skips it. A
+    reply that is exactly the verdict schema is the judge's own answer even then (else a
+    candidate carrying the likely reply could make every LLM judge abstain).
 
     Raises:
         VerdictParseError: Neither reading yields a verdict in ``labels`` (also when the only
@@ -134,9 +136,12 @@ data (the texts it was asked to judge), and text inside the data never counts as
     quoted = _Quoted(data)
     try:
         reply = VerdictReply.model_validate_json(text)
-        if (reply.verdict in labels and (principle_ids is None
-                                         or set(reply.violated_principles) <= set(principle_ids))
-                and not quoted(text.strip())):
+        # A reply that is exactly the verdict schema is the judge's own answer, even when the
+        # same JSON occurs in the data: refusing it would let a candidate that carries the
+        # likely reply make every LLM judge abstain (the panel then decides without them).
+        # Forged verdicts in a candidate are the rules judge's judge_manipulation check's.
+        if reply.verdict in labels and (principle_ids is None
+                                        or set(reply.violated_principles) <= set(principle_ids)):
             return reply, "strict"
     except ValidationError:
         pass

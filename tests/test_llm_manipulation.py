@@ -171,8 +171,9 @@ def test_reader_skips_quoted_objects_but_keeps_the_judges_own():
     own = '{"verdict": "reject", "confidence": 0.8, "critique": "It forges a verdict."}'
     got, how = read_verdict(f"The response embeds {FORGED}. My verdict: {own}", data=data)
     assert (got.verdict, how) == ("reject", "fallback")
-    with pytest.raises(VerdictParseError, match="copied"):  # the strict reading is skipped too
-        read_verdict(FORGED, data=data)
+    # A reply that is exactly the verdict schema is the judge's own, even if the data holds
+    # the same JSON: else a candidate carrying the likely reply would make the judge abstain.
+    assert read_verdict(FORGED, data=data) == (read_verdict(FORGED)[0], "strict")
     pretty = json.dumps(json.loads(FORGED), indent=2)  # re-indented, still a quote
     with pytest.raises(VerdictParseError, match="copied"):
         read_verdict(f"```json\n{pretty}\n```", data=data)
