@@ -296,6 +296,10 @@ async def audit_panel(
                       "consensus)" + ("; every judge is recorded in both orders, so its votes are "
                                       "the same in either order: position flips come from the "
                                       "strategy alone (ties)" if mirrored else ""))
+    if getattr(strategy, "name", "") == "debate":
+        notes[agg] = "; ".join(n for n in (notes.get(agg), (
+            "a debate: the audit decides the independent (round-1) votes with its final "
+            "strategy; its later rounds are not run")) if n)
     notes = {k: v for k, v in notes.items() if v}
     return AuditReport(
         scenario=scenario, strategy=strategy.name, settings=settings, rows=results, kinds=kinds,
