@@ -452,3 +452,25 @@ def test_mask_is_linear_on_adversarial_names():
     text = "gpt" + "1" * 60 + "-"  # exponential for a nested-repeat pattern
     assert m.apply(text * 3) == (text * 3, 0)
     assert m.apply("gpt4o, gpt-4o-mini and llama3.1:8b") == ("[judge], [judge] and [judge]", 3)
+
+
+def test_herding_costs_a_lone_expert_its_right_answers_against_a_shared_misconception():
+    from judges.simulated import resolve_correlations
+
+    specs = resolve_correlations([
+        SimulatedJudgeSpec(name="leader", default_accuracy=0.6, seed=1, conformity=0.5),
+        *(SimulatedJudgeSpec(name=f"echo{i}", default_accuracy=0.6, seed=10 + i,
+                             correlated_with="leader", copy_prob=0.9, conformity=0.5)
+          for i in range(3)),
+        SimulatedJudgeSpec(name="expert", default_accuracy=0.9, seed=2, conformity=0.5)])
+    reqs, outs = run(specs, Debate(rounds=3, stop="none"), n_items=1000)
+
+    def expert_accuracy(k: int) -> float:
+        hits = [next(v.label for v in o.deliberation.rounds[k].votes if v.judge == "expert")
+                == r.gold["a"] for r, o in zip(reqs, outs, strict=True)]
+        return sum(hits) / len(hits)
+
+    assert expert_accuracy(2) < expert_accuracy(0) - 0.1  # the herd talked it out of them
+    d = summarize(scenario="herd", strategy="debate", run_id="r", requests=reqs, outcomes=outs,
+                  judges=[s.name for s in specs]).debate
+    assert d["lone_right"]["lost"] > d["lone_right"]["kept"] > 0
