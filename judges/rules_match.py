@@ -233,12 +233,15 @@ class Matcher:
             return find_injection
         if isinstance(check, JudgeManipulationCheck):
             kinds, decode = check.kinds, check.decode
+            echo_ok, quoted = check.allow_echo, check.quoted_examples
 
             def find_manipulation(text: str, budget: Budget, prompt: str) -> list[Hit]:
                 return [Hit(f.start, f.end, f"judge_manipulation:{f.kind}"
                             + (f" (decoded {f.decoded})" if f.decoded else "")
                             + f" {f.excerpt[:40]!r}")
-                        for f in detect(text, kinds=kinds, decode=decode, scanner=budget)]
+                        for f in detect(text, kinds=kinds, decode=decode, scanner=budget,
+                                        prompt=prompt if echo_ok else None,
+                                        quoted_examples=quoted)]
             return find_manipulation
         phrases = [compile_regex(p, regex.IGNORECASE) for p in check.phrases]
         within = check.within_chars

@@ -72,15 +72,48 @@ def setup(ray_session, tmp_path: Path):
             panel.shutdown()
 
 
+class _Gated:
+    """The coordinator's panel, whose polls after the edit wait until the watcher has acted on
+    it (a reload, or a refused edit): the requests in flight then finish under the version they
+    started with and the later ones start under the new one, however slowly a loaded machine
+    rebuilds the judges. Without the gate the run could end before the reload."""
+
+    def __init__(self, panel, coord: Coordinator, edited: asyncio.Event):
+        self._panel, self._coord, self._edited = panel, coord, edited
+        self._before = coord.constitution_version
+
+    def __getattr__(self, name):
+        return getattr(self._panel, name)
+
+    async def poll(self, *args, **kwargs):
+        if self._edited.is_set():
+            async with asyncio.timeout(120):  # a reload that never comes fails the test here
+                while (self._coord.constitution_version == self._before
+                       and not self._coord.watcher.errors):
+                    await asyncio.sleep(0.01)
+        return await self._panel.poll(*args, **kwargs)
+
+
 def run_with_edit(coord: Coordinator, path: Path, text: str, n: int = 24, at: int = 8):
     done: list[str] = []
 
-    def on_outcome(req, outcome):
-        done.append(req.id)
-        if len(done) == at:
-            path.write_text(text)
+    async def go():
+        edited = asyncio.Event()
+        real = coord.panel
+        coord.panel = _Gated(real, coord, edited)
 
-    return asyncio.run(coord.run(requests(n), concurrency=2, on_outcome=on_outcome))
+        def on_outcome(req, outcome):
+            done.append(req.id)
+            if len(done) == at:
+                path.write_text(text)
+                edited.set()
+
+        try:
+            return await coord.run(requests(n), concurrency=2, on_outcome=on_outcome)
+        finally:
+            coord.panel = real
+
+    return asyncio.run(go())
 
 
 def test_a_changed_constitution_is_picked_up_mid_run_atomically(setup):
