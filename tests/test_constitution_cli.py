@@ -357,3 +357,21 @@ def test_example_files_beside_a_constitution_join_its_default_corpus(tmp_path: P
     assert not [f for f in findings if f.code == "never-matches"]
     bare = lint_file(c, texts=load_corpus()).findings
     assert [f.code for f in bare if f.code == "never-matches"] == ["never-matches"]
+
+
+def test_a_slow_probe_is_reported_only_when_its_growth_is_super_linear(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A busy machine makes a long, linear pattern slow; only growth faster than linear from a
+    quarter of the text to all of it (timed in the same run) is reported."""
+    import regex
+
+    import consensus.lint_probe as lp
+
+    monkeypatch.setattr(lp, "PROBE_TIMEOUT_S", 1e-7)  # every search "stalls" at first
+    linear = "|".join(f"word{i}" for i in range(300))  # a large alternation, linear time
+    assert lp.probe(linear, regex.IGNORECASE, [("", "a ")], lengths=(8000,)) is None
+    quadratic = r"(?:a|aa)\w*b"
+    found = lp.probe(quadratic, 0, [("", "a")], lengths=(8000,))
+    assert found is not None and found.length == 8000
+    # at or below the typical answer length a stall is reported without confirmation
+    assert lp.probe(linear, regex.IGNORECASE, [("", "a ")], lengths=(2000,)) is not None
