@@ -4,7 +4,7 @@ Each judge ``j`` has a confusion matrix ``pi[j, k, l] = P(j votes l | true label
 or a single accuracy ``s_j`` with errors spread evenly over the other labels (``one_coin``).
 Given the parameters, the posterior of an item's label is
 ``P(k | votes) ∝ prior[k] * prod_j pi[j, k, vote_j]``; missing votes (abstentions, absent judges)
-contribute nothing. EM starts from majority-vote posteriors (crowd-kit's convention), then
+contribute nothing. EM starts from the vote shares (crowd-kit's MajorityVote ``probas_``), then
 alternates the M-step (expected counts -> confusions, priors) and the E-step (posteriors) until
 the mean log-likelihood per item changes by less than ``tol`` or ``n_iter`` is reached.
 
@@ -88,12 +88,15 @@ class EMResult(NamedTuple):
 
 
 def _majority_init(x: sparse.csr_matrix, n_judges: int, k: int, mask: np.ndarray) -> FloatArray:
-    """Majority-vote posteriors (ties split evenly; items without votes uniform)."""
+    """Vote shares as starting posteriors (crowd-kit's MajorityVote ``probas_``): each label's
+    share of an item's votes; items without votes uniform over their options. A hard majority
+    would give a class that no item has a majority for zero mass at the start, and EM never
+    gives it back (crowd-kit's ``test_dawid_skene_overlap``)."""
     # summing the one-hot over judges: counts[i, l] = votes for l on item i
-    counts = np.asarray(x @ np.tile(np.eye(k), (n_judges, 1)))
-    top = counts.max(axis=1, keepdims=True)
-    t = ((counts == top) & mask).astype(np.float64)
-    return t / t.sum(axis=1, keepdims=True)
+    counts = np.where(mask, np.asarray(x @ np.tile(np.eye(k), (n_judges, 1))), 0.0)
+    total = counts.sum(axis=1, keepdims=True)
+    uniform = mask / mask.sum(axis=1, keepdims=True)
+    return np.where(total > 0, counts / np.maximum(total, 1.0), uniform)
 
 
 def _patterns(codes: IntArray, gold: IntArray, n_options: IntArray) -> tuple[IntArray, IntArray,
@@ -143,7 +146,7 @@ def dawid_skene_em(
         tol: Stop when the mean log-likelihood per item changes by less than this.
         smoothing: Dirichlet pseudo-count added to every confusion cell and prior.
         variant: ``full`` confusion matrices or ``one_coin`` (one accuracy per judge).
-        init: Initial posteriors (default: majority vote).
+        init: Initial posteriors (default: the vote shares).
 
     Raises:
         ValueError: ``smoothing`` is not a finite number > 0 (a judge without expected counts
@@ -209,7 +212,7 @@ def _em(
     init: FloatArray | None, n_iter: int, tol: float, smoothing: float, variant: Variant,
     *, gold_start: bool = False,
 ) -> EMResult:
-    """EM from ``init`` (default majority vote); ``gold_start``: the first M-step reads the gold
+    """EM from ``init`` (default the vote shares); ``gold_start``: the first M-step reads the gold
     rows alone (Laplace-smoothed) instead."""
     n, n_j = codes.shape
     w = np.ones(n) if weights is None else weights
