@@ -57,7 +57,7 @@ from consensus.types import (
 )
 from judges.actor import DebateCall, plan_hosts, start_host, start_payloads
 from judges.base import JudgeSpecBase
-from judges.family import family_of
+from judges.family import family_of, model_name_of
 from judges.registry import prepare
 from strategies.base import Strategy, agreement_of, fit_strategy, learns, no_consensus
 from strategies.debate import Debate
@@ -372,11 +372,10 @@ class Coordinator:
             return {}
         out: dict[tuple[str, str], str] = {}
         for c in request.candidates:
-            made_by = c.generator or c.metadata.get("model")
-            if not isinstance(made_by, str) or not made_by.strip():
+            made_by = c.author()
+            if made_by is None:
                 continue
-            theirs = (family_of(made_by) if mode == "family"
-                      else made_by.rsplit("/", 1)[-1].split(":", 1)[0].lower())
+            theirs = family_of(made_by) if mode == "family" else model_name_of(made_by)
             # pairwise: a judge whose family wrote any candidate sits the comparison out
             subject = PAIRWISE_SUBJECT if request.task == "pairwise" else c.id
             for spec in specs:

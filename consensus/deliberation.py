@@ -40,7 +40,6 @@ from typing import Any, Protocol
 
 from consensus.types import (
     PAIRWISE_SUBJECT,
-    RECUSED,
     Ballot,
     DebateRound,
     Deliberation,
@@ -117,8 +116,7 @@ def peers_for(judge: str, subject: str, request_id: str, round: int, current: Se
               debate: Debate, mask: SelfMask) -> tuple[tuple[PeerView, ...], int]:
     """What ``judge`` sees of its peers on ``subject`` in ``round``, and the masks applied."""
     # a recused peer is left out: "abstained" would tell the judge who wrote the candidate
-    others = [v for v in current if v.judge != judge
-              and not (v.abstain_reason or "").startswith(RECUSED)]
+    others = [v for v in current if v.judge != judge and not v.recused]
     random.Random(f"{debate.seed}:{request_id}:{subject}:{judge}:{round}").shuffle(others)
     views, masked = [], 0
     for i, v in enumerate(others):
@@ -165,7 +163,7 @@ async def run_debate(panel: DebatePanel, request: Request, first: Sequence[Vote]
     specs = {s.name: s for s in panel.specs}
     mask = SelfMask.for_panel(list(panel.specs))
     votes = list(first)
-    calls1 = sum(1 for v in first if not (v.abstain_reason or "").startswith(RECUSED))
+    calls1 = sum(1 for v in first if not v.recused)
     rounds = [_round_record(1, votes, first, 0, calls1, first_latency_s, 0, request)]
     deliberating = [n for n, s in specs.items() if s.DELIBERATES]
 

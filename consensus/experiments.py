@@ -36,7 +36,6 @@ from consensus.policy import Policy
 from consensus.stats import run_stats
 from consensus.types import (
     ACCEPT,
-    RECUSED,
     REJECT,
     Ballot,
     Decision,
@@ -146,7 +145,7 @@ def calls_of(outcome: Outcome) -> int:
     without a call."""
     if outcome.deliberation is not None:
         return outcome.deliberation.calls
-    return sum(1 for v in outcome.votes if not (v.abstain_reason or "").startswith(RECUSED))
+    return sum(1 for v in outcome.votes if not v.recused)
 
 
 def by_category(polled: Polled) -> dict[str, Polled]:

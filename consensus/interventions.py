@@ -336,6 +336,5 @@ def _generator_of(request: Request, candidate_id: str | None) -> str | None:
     base = (candidate_id or "").split("~", 1)[0]
     for c in request.candidates:
         if c.id == base:
-            made_by = c.generator or c.metadata.get("model")
-            return made_by if isinstance(made_by, str) else None
+            return c.author()
     return None

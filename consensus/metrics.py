@@ -37,7 +37,6 @@ from consensus import stats
 from consensus.debate_metrics import debate_summary, debate_warnings
 from consensus.types import (
     ACCEPT,
-    RECUSED,
     REJECT,
     Ballot,
     JudgeSummary,
@@ -175,9 +174,7 @@ def summarize(
     latencies = [o.latency_s for o in outcomes]
     acc = _rate(correct, len(gold_items))
     debate = debate_summary(reqs, outcomes)
-    recusals = Counter(v.judge for o in outcomes for v in o.votes
-                       if v.abstain_kind == "recusal"
-                       and (v.abstain_reason or "").startswith(RECUSED))
+    recusals = Counter(v.judge for o in outcomes for v in o.votes if v.recused)
     return RunSummary(
         scenario=scenario,
         strategy=strategy,

@@ -69,6 +69,12 @@ class Candidate(_Frozen):
         "`recusal`); `metadata.model` is read when this is unset.")
     metadata: dict[str, Any] = Field(default_factory=dict, description="Free-form provenance.")
 
+    def author(self) -> str | None:
+        """The model that wrote the text: ``generator``, else ``metadata.model`` (None when
+        neither names one)."""
+        made_by = self.generator or self.metadata.get("model")
+        return made_by if isinstance(made_by, str) and made_by.strip() else None
+
 
 class Request(_Frozen):
     """A prompt with its candidate responses, and gold labels where known.
@@ -220,6 +226,12 @@ class Vote(_Frozen):
     def abstained(self) -> bool:
         """True when the judge gave no label."""
         return self.label is None
+
+    @property
+    def recused(self) -> bool:
+        """A recusal the coordinator made without calling the judge (its model family or model
+        wrote the candidate; reason starting with :data:`RECUSED`)."""
+        return self.abstain_kind == "recusal" and (self.abstain_reason or "").startswith(RECUSED)
 
     def distribution(self, labels: tuple[str, ...]) -> dict[str, float]:
         """The vote as a probability over ``labels``: confidence on its label, rest spread evenly.

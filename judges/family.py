@@ -52,13 +52,20 @@ _MAKER_FAMILY = {"gemini": "google", "vertex_ai": "google", "meta-llama": "meta"
                  "qwen": "alibaba"}
 
 
+def model_name_of(model: str) -> str:
+    """The model's own name in a litellm string: lower-cased, without the provider path and an
+    ollama-style tag (``openai/gpt-4o-mini`` and ``ollama/Llama3.1:8b`` give ``gpt-4o-mini``
+    and ``llama3.1``)."""
+    return model.strip().lower().rsplit("/", 1)[-1].split(":", 1)[0]
+
+
 def family_of(model: str) -> str:
     """The family of a litellm model string (see the module docstring)."""
     if not model.strip():
         return model
     # the model name: after the last "/" (keeping an ollama tag out), then after each "." (a
     # bedrock-style "maker." prefix, and a cross-region "us." / "eu." / "apac." before it)
-    name = model.strip().lower().rsplit("/", 1)[-1].split(":", 1)[0]
+    name = model_name_of(model)
     pieces = name.split(".")
     for candidate in (name, *(".".join(pieces[i:]) for i in range(1, len(pieces)))):
         for family, prefixes in FAMILIES:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from judges.base import MAX_TIMEOUT_S, EnvName, JudgeSpecBase
 from judges.endpoint import LOCAL_MAX_IN_FLIGHT, is_local
-from judges.family import family_of
+from judges.family import family_of, model_name_of
 
 _RESERVED = frozenset({"model", "messages", "api_base", "api_key", "timeout", "num_retries",
                        "max_retries", "stream"})
@@ -179,4 +179,4 @@ class LLMJudgeSpec(JudgeSpecBase):
 
     def model_name(self) -> str | None:
         """The model string, without the provider prefix and a tag (``gpt-4o-mini``)."""
-        return self.model.rsplit("/", 1)[-1].split(":", 1)[0].lower()
+        return model_name_of(self.model)
