@@ -62,13 +62,13 @@ class Debate:
     final_: Strategy = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        from strategies.registry import build_strategy  # the registry imports this module
+        from strategies.registry import build_strategy, spec_names  # the registry imports this
 
         if not 1 <= self.rounds <= 10:
             raise ConfigError(f"rounds must lie in [1, 10], got {self.rounds}",
                               field="strategy.rounds")
         spec = {"name": self.final} if isinstance(self.final, str) else dict(self.final)
-        if "'debate'" in repr(spec) or '"debate"' in repr(spec):
+        if "debate" in spec_names(spec):
             raise ConfigError("a debate's final strategy cannot be another debate",
                               field="strategy.final")
         try:

@@ -91,9 +91,9 @@ class PositionDebiased:
 
     def __post_init__(self) -> None:
         if isinstance(self.base, (str, Mapping)):
-            from strategies.registry import build_strategy  # the registry imports strategies
+            from strategies.registry import build_strategy, spec_names  # it imports strategies
 
-            if "'debate'" in repr(self.base):
+            if "debate" in spec_names(self.base):
                 raise ConfigError("a debate cannot be the base of position_debiased (its rounds "
                                   "need the panel): make position_debiased the debate's final",
                                   field="strategy.base")

@@ -43,6 +43,31 @@ NESTED_EXTRA: ContextVar[tuple[tuple[str, str], ...]] = ContextVar("nested_extra
 (a debate's ``final``, ``position_debiased``'s ``base``) may be caller strategies too."""
 
 
+WRAPPING_KEYS = ("final", "base")
+"""Keys under which a strategy spec holds the spec of a strategy it wraps (a debate's ``final``,
+``position_debiased``'s ``base``)."""
+
+
+def spec_names(spec: Any) -> list[str]:
+    """The strategy names in a short or long spec and in the specs it wraps, outermost first
+    (other values, such as weights keyed by judge name, are not strategy names).
+
+    Example:
+        >>> spec_names({"name": "debate", "final": {"name": "position_debiased",
+        ...             "base": "majority"}})
+        ['debate', 'position_debiased', 'majority']
+    """
+    if isinstance(spec, str):
+        return [spec]
+    if not isinstance(spec, Mapping):
+        return []
+    names = [spec["name"]] if isinstance(spec.get("name"), str) else []
+    for key in WRAPPING_KEYS:
+        if key in spec:
+            names += spec_names(spec[key])
+    return names
+
+
 def strategy_table(extra: tuple[tuple[str, str], ...] = ()) -> dict[str, str]:
     """Name -> "module:Class" for the defaults plus ``extra``; a duplicate name raises."""
     out: dict[str, str] = {}

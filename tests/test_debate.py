@@ -474,3 +474,12 @@ def test_herding_costs_a_lone_expert_its_right_answers_against_a_shared_misconce
     d = summarize(scenario="herd", strategy="debate", run_id="r", requests=reqs, outcomes=outs,
                   judges=[s.name for s in specs]).debate
     assert d["lone_right"]["lost"] > d["lone_right"]["kept"] > 0
+
+
+def test_a_judge_named_debate_is_not_a_nested_debate():
+    d = build_strategy({"name": "debate", "final": {"name": "weighted",
+                                                     "weights": {"debate": 2.0}}})
+    assert d.final_.weights == {"debate": 2.0}
+    p = build_strategy({"name": "position_debiased",
+                        "base": {"name": "weighted", "weights": {"debate": 2.0}}})
+    assert p.name == "position_debiased"
