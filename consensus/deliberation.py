@@ -188,13 +188,15 @@ async def run_debate(panel: DebatePanel, request: Request, first: Sequence[Vote]
         calls: list[DebateCall] = []
         where: list[int] = []
         masked = 0
+        by_subject: dict[str, list[Vote]] = {}
+        for v in votes:
+            by_subject.setdefault(v.candidate_id, []).append(v)
         for i, v in enumerate(votes):
             spec = specs.get(v.judge)
             if spec is None or not spec.DELIBERATES or v.abstain_kind == "recusal":
                 continue
-            same = [w for w in votes if w.candidate_id == v.candidate_id]
-            peers, n = peers_for(v.judge, v.candidate_id, request.id, round_no, same, debate,
-                                 mask)
+            peers, n = peers_for(v.judge, v.candidate_id, request.id, round_no,
+                                 by_subject[v.candidate_id], debate, mask)
             masked += n
             target = None if v.candidate_id == PAIRWISE_SUBJECT else v.candidate_id
             calls.append((v.judge, target, v, peers))
