@@ -247,6 +247,11 @@ class Panel:
         except TimeoutError:
             ray.cancel(ref)
             return ("timeout", f"no reply within {limit:g}s")
+        except asyncio.CancelledError:
+            # the caller gave up (an HTTP client disconnected): stop the judges' calls too,
+            # not only this wait (cancelling an async actor's task cancels its LLM calls)
+            ray.cancel(ref)
+            raise
         except ray.exceptions.RayActorError as exc:
             return ("error", f"judge actor died: {type(exc).__name__}")
         except ray.exceptions.RayError as exc:

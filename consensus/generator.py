@@ -28,7 +28,7 @@ import os
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -80,6 +80,19 @@ class GeneratorSpec(BaseModel):
     retries: int = Field(default=2, ge=0, le=10, description="Retries of retryable errors.")
     extra: dict[str, Any] = Field(default_factory=dict,
                                   description="Extra body parameters (top_p, seed, ...).")
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One completion of the model, as the upstream billed it."""
+
+    text: str
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+    cost_usd: float | None = None
+    latency_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -163,17 +176,29 @@ class Generator:
     async def complete(self, messages: list[dict[str, str]]) -> Draft:
         """One draft, retried on retryable errors within ``timeout_s``."""
         spec = self.spec
+        reply = await self.chat(messages, {"temperature": spec.temperature,
+                                           "max_tokens": spec.max_tokens})
+        if not reply.text.strip():
+            raise JudgeError("the generator returned an empty draft", retryable=False)
+        return Draft(text=reply.text.strip(), tokens=reply.total_tokens,
+                     cost_usd=reply.cost_usd, latency_s=reply.latency_s)
+
+    async def chat(self, messages: list[dict[str, Any]], params: dict[str, Any] | None = None,
+                   *, timeout_s: float | None = None) -> Reply:
+        """One completion of ``messages`` with ``params`` (temperature, max_tokens, ... as the
+        caller sent them), retried on retryable errors within ``timeout_s`` (the spec's by
+        default). Raises :class:`JudgeError` with a message that carries no key."""
+        spec = self.spec
         start = time.perf_counter()
-        deadline = start + spec.timeout_s
+        deadline = start + min(timeout_s or spec.timeout_s, spec.timeout_s)
         key = self._key()
-        body = {**spec.extra, "messages": messages, "temperature": spec.temperature,
-                "max_tokens": spec.max_tokens}
+        body = {**spec.extra, **(params or {}), "messages": messages}
         attempt = 0
         while True:
             left = max(deadline - time.perf_counter(), 0.01)
             self.calls += 1
             try:
-                text, tokens, cost = await self._once(body, key, left)
+                reply = await self._once(body, key, left)
             except JudgeError as exc:
                 exc.args = (redact(str(exc), self._secrets())[:300],)
                 delay = 0.5 * 2**attempt * (0.75 + 0.5 * self._rng.random())
@@ -184,23 +209,27 @@ class Generator:
                 await asyncio.sleep(delay)
                 attempt += 1
                 continue
-            if not text.strip():
-                raise JudgeError("the generator returned an empty draft", retryable=False)
-            return Draft(text=text.strip(), tokens=tokens, cost_usd=cost,
-                         latency_s=time.perf_counter() - start)
+            return replace(reply, latency_s=time.perf_counter() - start)
 
-    async def _once(self, body: dict[str, Any], key: str | None,
-                    timeout: float) -> tuple[str, int | None, float | None]:
+    async def _once(self, body: dict[str, Any], key: str | None, timeout: float) -> Reply:
         if self._http is not None:
             done = await self._http.complete(body, key, timeout)
-            return done.text, done.total_tokens, done.cost_usd
+            return Reply(text=done.text, finish_reason=done.finish_reason,
+                         prompt_tokens=done.prompt_tokens,
+                         completion_tokens=done.completion_tokens,
+                         total_tokens=done.total_tokens, cost_usd=done.cost_usd)
         from judges.llm import _litellm, litellm_completion
 
         resp = await litellm_completion(_litellm(), body, self.spec.model, self.spec.api_base,
                                         key, timeout, self.spec.timeout_s, self._secrets())
         usage = getattr(resp, "usage", None)
-        text = resp.choices[0].message.content or ""
+        choice = resp.choices[0]
+        text = choice.message.content or ""
         hidden = getattr(resp, "_hidden_params", None) or {}
         cost = hidden.get("response_cost")
-        return (text if isinstance(text, str) else str(text),
-                getattr(usage, "total_tokens", None), None if cost is None else float(cost))
+        return Reply(text=text if isinstance(text, str) else str(text),
+                     finish_reason=getattr(choice, "finish_reason", None),
+                     prompt_tokens=getattr(usage, "prompt_tokens", None),
+                     completion_tokens=getattr(usage, "completion_tokens", None),
+                     total_tokens=getattr(usage, "total_tokens", None),
+                     cost_usd=None if cost is None else float(cost))

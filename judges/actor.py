@@ -265,4 +265,6 @@ def start_host(name: str, judges: Sequence[tuple[JudgeSpecBase, int | None]], st
         name=None,
         num_cpus=num_cpus,
         max_concurrency=MAX_CONCURRENCY,
+        # over the nodes of a cluster: a lost node takes a share of the panel, not all of it
+        scheduling_strategy="SPREAD",
     ).remote(list(judges), store)

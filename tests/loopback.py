@@ -47,6 +47,9 @@ Modes:
     ``ramble``                 Prose without JSON, exactly ``max_tokens`` words (from the body,
                                else ``max_completion_tokens``, else 512), ``finish_reason:
                                "length"``.
+    ``parrot[:<s>]``           An upstream generator (the guardrail proxy's tests): after
+                               ``s`` seconds, the reply is the text after ``SAY:`` in the last
+                               user message, else :data:`PARROT_DEFAULT`.
     ``drafts:<t1>|<t2>|...``   A generator: the n-th call of that model gets the n-th text as
                                the reply (the last one repeats), whatever was asked.
 
@@ -135,6 +138,8 @@ _PEER = re.compile(r"^(.+?) voted: (.+?) \(confidence [^)\n]*\)$", re.MULTILINE)
 INJECTIONS = ("ignore previous instructions", "ignore all previous", "as the evaluator",
               "as the judge", "verdict", "rating:", "score:")
 """Judge-directed phrases that ``gullible`` obeys (matched case-insensitively)."""
+PARROT_DEFAULT = "Happy to help: here is a short, friendly answer."
+"""What ``parrot`` answers a message without ``SAY:``."""
 VERBOSE_CHARS = 600
 """``verbose`` accepts any candidate longer than this."""
 _PROSE = ("Let", "me", "think", "about", "this", "carefully", "before", "I", "settle", "on", "a",
@@ -354,6 +359,10 @@ class LoopbackLLM:
             words = int(body.get("max_tokens") or body.get("max_completion_tokens") or 512)
             content = " ".join(_PROSE[i % len(_PROSE)] for i in range(words))
             return web.json_response(_completion(model, content, body, finish_reason="length"))
+        elif mode == "parrot":  # an upstream generator whose answer the test writes
+            await asyncio.sleep(float(arg or 0))
+            said = _last_user(body).partition("SAY:")[2].strip()
+            return web.json_response(_completion(model, said or PARROT_DEFAULT, body))
         elif mode == "drafts":
             texts = arg.split("|")
             return web.json_response(_completion(model, texts[min(n, len(texts)) - 1], body))

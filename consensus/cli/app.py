@@ -34,13 +34,24 @@ def _register() -> None:
     # Explicit, not by import side effect: each module exposes a plain function.
     if app.registered_commands:
         return
-    from consensus.cli import audit, compare, constitution, info, run, train, tune, validate
+    from consensus.cli import (
+        audit,
+        compare,
+        constitution,
+        info,
+        run,
+        serve,
+        train,
+        tune,
+        validate,
+    )
 
     app.command("run")(run.run)
     app.command("compare")(compare.compare)
     app.command("tune")(tune.tune)
     app.command("audit")(audit.audit)
     app.command("validate")(validate.validate)
+    app.command("serve")(serve.serve)
     app.add_typer(constitution.app, name="constitution")
     app.command("strategies")(info.strategies)
     app.command("judges")(info.judges)

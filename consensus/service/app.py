@@ -1,0 +1,231 @@
+"""The FastAPI application of the service (the ingress of the Ray Serve deployment).
+
+:func:`build_app` makes the app around a :class:`~consensus.service.runtime.Runtime`; the
+deployment (:mod:`consensus.service.serve`) builds one per replica. Routes:
+
+* ``POST /v1/consensus``: prompt + candidates -> the decision (see ``schemas.consensus_body``).
+* ``POST /v1/chat/completions``: the OpenAI-compatible guardrail proxy (:mod:`.proxy`).
+* ``GET /v1/panels``: the panels, their judges, strategies and policies, and what the caller's
+  token may choose.
+* ``GET /healthz`` (the process answers), ``GET /readyz`` (panels and store ready),
+  ``GET /metrics`` (Prometheus text), ``GET /openapi.json`` (the schema).
+
+Every error is a JSON body in OpenAI's shape, ``{"error": {"message", "type", "param",
+"code"}}``, so the official client raises its own error classes; a body is never a traceback.
+Bodies over ``limits.max_body_bytes`` are refused before they are read whole (413). With
+tokens configured, every route but the health checks needs ``Authorization: Bearer``; no
+token, key or header value is logged, stored or echoed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from consensus.service.auth import Tokens
+from consensus.service.proxy import chat_completion
+from consensus.service.runtime import ApiError, Runtime
+from consensus.service.schemas import (
+    CandidateIn,
+    ChatRequest,
+    ConsensusRequest,
+    consensus_body,
+    decision_of,
+)
+from consensus.types import Candidate
+from consensus.types import Request as CRequest
+
+log = structlog.get_logger("consensus.service")
+
+ID_HEADER = "X-Consensus-Id"
+DECISION_HEADER = "X-Consensus-Decision"
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+
+
+def error_response(status: int, message: str, *, kind: str = "invalid_request_error",
+                   param: str | None = None, code: str | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": kind, "param": param,
+                                   "code": code}}, status_code=status, headers=headers)
+
+
+def _field_message(exc: ValidationError | RequestValidationError) -> tuple[str, str | None]:
+    errors = exc.errors()
+    first = errors[0] if errors else {"loc": (), "msg": "invalid body"}
+    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    # pydantic names union members (CandidateIn, str) in the path; the user wrote neither
+    path = ".".join(p for p in loc if not p[:1].isupper() and p not in ("str",)) or None
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return (f"{path}: {first.get('msg', 'invalid')}{more}" if path
+            else f"{first.get('msg', 'invalid body')}{more}"), path
+
+
+def build_app(runtime: Runtime, tokens: Tokens | None = None) -> FastAPI:
+    """The app for one replica (see the module docstring)."""
+    tokens = tokens or Tokens()
+    limits = runtime.config.limits
+    app = FastAPI(title="consensus", version="1", summary="Multi-agent consensus: a panel of "
+                  "judges decides LLM outputs; an OpenAI-compatible guardrail proxy.")
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next: Any) -> Response:
+        started = time.perf_counter()
+        path = request.url.path
+        declared = request.headers.get("content-length")
+        principal = tokens.check(request.headers.get("authorization")) if tokens else None
+        if declared is not None and (not declared.isdigit()
+                                     or int(declared) > limits.max_body_bytes):
+            resp: Response = error_response(
+                413, f"the body is over the limit of {limits.max_body_bytes} bytes",
+                code="body_too_large")
+        elif path not in OPEN_PATHS and tokens and principal is None:
+            resp = error_response(401, "a valid bearer token is required (Authorization: "
+                                       "Bearer <token>)", kind="authentication_error",
+                                  code="invalid_token",
+                                  headers={"WWW-Authenticate": "Bearer"})
+        else:
+            request.state.principal = principal
+            resp = await call_next(request)
+        if path.startswith("/v1/"):
+            runtime.request_done(path, resp.status_code, started)
+        return resp
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.message, kind=exc.kind, param=exc.param,
+                              code=exc.code)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        if any(e.get("type") == "json_invalid" for e in exc.errors()):
+            return error_response(400, "the body is not valid JSON", code="invalid_json")
+        message, param = _field_message(exc)
+        return error_response(400, message, param=param, code="invalid_field")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_response(exc.status_code, str(exc.detail), code="http_error")
+
+    @app.exception_handler(Exception)
+    async def crashed(_: Request, exc: Exception) -> JSONResponse:
+        log.error("request_failed", error_type=type(exc).__name__)
+        return error_response(500, f"internal error ({type(exc).__name__}); the request was "
+                                   "not decided", kind="server_error", code="internal")
+
+    async def body_of(request: Request, model: Any) -> Any:
+        raw = await request.body()
+        if len(raw) > limits.max_body_bytes:
+            raise ApiError(413, f"the body is over the limit of {limits.max_body_bytes} bytes",
+                           code="body_too_large")
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise ApiError(400, "the body is not valid JSON", code="invalid_json") from None
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            message, param = _field_message(exc)
+            raise ApiError(400, message, param=param, code="invalid_field") from None
+
+    async def bounded(coro: Any) -> Any:
+        try:
+            async with asyncio.timeout(limits.request_timeout_s):
+                return await coro
+        except TimeoutError:
+            raise ApiError(504, f"no decision within {limits.request_timeout_s:g}s",
+                           kind="server_error", code="timeout") from None
+
+    @app.post("/v1/consensus", summary="Decide candidates with a panel",
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "application/json": {"schema": ConsensusRequest.model_json_schema()}}}})
+    async def decide(request: Request) -> JSONResponse:
+        req: ConsensusRequest = await body_of(request, ConsensusRequest)
+        if len(req.candidates) > limits.max_candidates:
+            raise ApiError(400, f"{len(req.candidates)} candidates; at most "
+                                f"{limits.max_candidates} per request", param="candidates",
+                           code="too_many_candidates")
+        choice = runtime.choose(request.state.principal, req.panel, req.strategy, req.policy)
+        rid = req.id or request.headers.get(ID_HEADER) or uuid.uuid4().hex
+        cands = [c if isinstance(c, CandidateIn) else CandidateIn(text=c)
+                 for c in req.candidates]
+        for text in [req.prompt, *(c.text for c in cands)]:
+            if len(text) > limits.max_text_chars:
+                raise ApiError(400, f"a text is over {limits.max_text_chars} characters",
+                               code="text_too_long")
+        try:
+            creq = CRequest(id=rid, prompt=req.prompt, task=req.task, metadata=req.metadata,
+                            candidates=tuple(Candidate(id=c.id or f"c{i + 1}", text=c.text,
+                                                       generator=c.generator,
+                                                       metadata=c.metadata)
+                                             for i, c in enumerate(cands)))
+        except ValidationError as exc:
+            message, param = _field_message(exc)
+            raise ApiError(400, message, param=param, code="invalid_field") from None
+        recorded = await runtime.stored(choice, rid) if (req.id or request.headers.get(
+            ID_HEADER)) else None
+        if recorded is not None:
+            outcome, replayed = recorded, True
+        else:
+            outcome, replayed = await bounded(runtime.decide(choice, creq))
+        body = consensus_body(outcome, panel=choice.panel, policy=choice.policy,
+                              strategy=choice.strategy, committed=True, replayed=replayed)
+        return JSONResponse(body, headers={ID_HEADER: rid,
+                                           DECISION_HEADER: decision_of(outcome)})
+
+    @app.post("/v1/chat/completions", summary="OpenAI-compatible guardrail proxy",
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "application/json": {"schema": ChatRequest.model_json_schema()}}}})
+    async def chat(request: Request) -> JSONResponse:
+        req: ChatRequest = await body_of(request, ChatRequest)
+        body, _, decision = await bounded(chat_completion(
+            runtime, req, request.state.principal, request.headers.get(ID_HEADER)))
+        return JSONResponse(body, headers={ID_HEADER: body["consensus"]["id"],
+                                           DECISION_HEADER: decision})
+
+    @app.get("/v1/panels", summary="The panels a caller may use")
+    async def panels(request: Request) -> dict[str, Any]:
+        cfg = runtime.config
+        principal = request.state.principal
+        acc = cfg.access.get(principal) if principal is not None else None
+        out = []
+        for name, served in cfg.panels.items():
+            if acc is not None and acc.panels is not None and name not in acc.panels:
+                continue
+            sc = served.scenario
+            out.append({"name": name, "default": name == cfg.default_panel,
+                        "judges": [{"name": j.name, "kind": j.kind,
+                                    "family": j.model_family()} for j in sc.judges],
+                        "strategy": sc.strategy.name,
+                        "quorum": sc.file.policy.quorum,
+                        "screen_input": sc.file.policy.screen_input})
+        policies = [p for p in cfg.policy_names()
+                    if acc is None or acc.policies is None or p in acc.policies]
+        return {"panels": out, "policies": policies, "upstream": (
+            cfg.upstream.model if cfg.upstream else None)}
+
+    @app.get("/healthz", summary="The process answers")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="Panels started and the store open")
+    async def readyz() -> dict[str, Any]:
+        return {"status": "ready", **runtime.ready()}
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def metrics() -> Response:
+        if runtime.hub is None:
+            return Response(b"", media_type="text/plain; version=0.0.4")
+        text = await runtime.hub.exposition.remote()
+        return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    return app

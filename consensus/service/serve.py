@@ -1,0 +1,162 @@
+"""``consensus serve``: the Ray Serve application, started on a local or joined Ray cluster.
+
+The starting process (the driver) reads and checks every file, starts each panel's judge hosts
+once (long-lived actors every replica shares), fits a panel's learning strategy on its
+``fit_on`` scenario, starts the metrics hub, and deploys the ingress: a Ray Serve deployment
+with a FastAPI app (:mod:`consensus.service.app`), replicas autoscaled between
+``replicas.min`` and ``replicas.max``.
+
+Concurrency (see docs/service.md): a replica is one asyncio process whose requests wait on the
+judges and the upstream, not on its CPU, so ``max_ongoing_requests`` is 256, not Serve's 5 (with
+5, a sixth request queues in the proxy although the replica is idle), and the autoscaler aims at
+``target_ongoing_requests`` (64) per replica. Judge hosts are async actors with
+``max_concurrency`` 1000; they are spread over the nodes (``SPREAD``) so a lost node takes a
+share of the panel, not all of it, and restart elsewhere (``max_restarts``).
+
+Example (needs Ray)::
+
+    svc = start_service(load_service(["scenarios/safety_smoke.yaml"]), port=8000)
+    ...  # POST http://127.0.0.1:8000/v1/consensus
+    svc.stop()
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import ray
+import structlog
+
+from consensus.coordinator import Panel
+from consensus.errors import ConfigError
+from consensus.runner import ensure_ray, fit_beforehand
+from consensus.service.auth import Tokens, require_tokens
+from consensus.service.config import ServiceConfig
+from consensus.service.metrics import start_hub
+
+log = structlog.get_logger("consensus.service")
+
+APP_NAME = "consensus"
+READY_TIMEOUT_S = 120.0
+
+
+def _deployment() -> Any:
+    from ray import serve
+
+    from consensus.service.app import build_app
+    from consensus.service.runtime import Runtime
+
+    @serve.deployment(name="ingress")
+    @serve.ingress()
+    class Ingress:
+        """One replica: a Runtime and its FastAPI app."""
+
+        def __init__(self, config: ServiceConfig, panels: dict[str, Any], hub: Any,
+                     tokens: Tokens):
+            from consensus.log import configure_logging
+
+            configure_logging()
+            self.runtime = Runtime(config, panels, hub)
+            self.tokens = tokens
+
+        def __serve_build_asgi_app__(self) -> Any:
+            return build_app(self.runtime, self.tokens)
+
+        def __del__(self) -> None:
+            runtime = getattr(self, "runtime", None)
+            if runtime is not None:
+                runtime.close()
+
+    return Ingress
+
+
+@dataclass
+class Service:
+    """A running service: its URL, panels and hub (stop it with :meth:`stop`)."""
+
+    url: str
+    config: ServiceConfig
+    panels: dict[str, Panel] = field(default_factory=dict)
+    hub: Any = None
+    name: str = APP_NAME
+
+    def stop(self) -> None:
+        """Delete the application, stop the judge hosts and the hub."""
+        from ray import serve
+
+        try:
+            serve.delete(self.name)
+        except Exception as exc:  # noqa: BLE001 - stopping goes on whatever Serve says
+            log.warning("serve_delete_failed", error=str(exc)[:200])
+        for p in self.panels.values():
+            p.shutdown()
+        self.panels.clear()
+        if self.hub is not None:
+            ray.kill(self.hub)
+            self.hub = None
+
+
+def start_service(config: ServiceConfig, *, address: str | None = None,
+                  host: str = "127.0.0.1", port: int = 8000, tokens: Tokens | None = None,
+                  name: str = APP_NAME, ready_timeout_s: float = READY_TIMEOUT_S) -> Service:
+    """Start the service (see the module docstring) and wait until ``/readyz`` answers."""
+    from ray import serve
+
+    tokens = tokens or Tokens()
+    require_tokens(host, tokens)
+    ensure_ray(address)
+    serve.start(http_options={"host": host, "port": port})
+    service = Service(url=f"http://{host}:{port}", config=config, name=name)
+    try:
+        for pname, served in config.panels.items():
+            sc = served.scenario
+            if sc.file.fit_on is not None:
+                fitted, about = fit_beforehand(sc, address=address)
+                served = replace(served, scenario=replace(sc, strategy=fitted))
+                config.panels[pname] = served
+                log.info("panel_fitted", panel=pname, on=about)
+            panel = Panel.start(sc.judges, sc.base_dir, payloads=sc.payloads)
+            if not panel.specs:
+                raise ConfigError(f"no judge of panel {pname!r} can run: {panel.disabled}",
+                                  source=str(sc.source), field="panel")
+            short = served.policy.check_panel(panel.size)
+            if short:
+                log.warning("quorum_unreachable", panel=pname, reason=short)
+            service.panels[pname] = panel
+        service.hub = start_hub(f"{name}-metrics")
+        rep = config.replicas
+        app = _deployment().options(
+            max_ongoing_requests=rep.max_ongoing_requests,
+            autoscaling_config={"min_replicas": rep.min, "max_replicas": rep.max,
+                                "initial_replicas": rep.min,
+                                "target_ongoing_requests": rep.target_ongoing_requests},
+            ray_actor_options={"num_cpus": rep.num_cpus},
+        ).bind(config, service.panels, service.hub, tokens)
+        # one access-log line per request costs the replica ~1 ms; our metrics count requests
+        serve.run(app, name=name, route_prefix="/",
+                  logging_config={"enable_access_log": False, "log_level": "WARNING"})
+        _wait_ready(service.url, ready_timeout_s)
+    except BaseException:
+        service.stop()
+        raise
+    log.info("service_ready", url=service.url, panels=list(config.panels),
+             authenticated=bool(tokens))
+    return service
+
+
+def _wait_ready(url: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=5) as resp:  # noqa: S310
+                if resp.status == 200:
+                    return
+        except OSError as exc:
+            last = str(exc)[:200]
+        time.sleep(0.2)
+    raise ConfigError(f"the service did not answer at {url} within {timeout_s:g}s ({last})",
+                      field="--port")
