@@ -212,9 +212,6 @@ def test_proxy_input_block_never_reaches_the_upstream(client, srv):
 def test_proxy_errors_are_the_openai_client_s_classes(service, client):
     import openai
 
-    with pytest.raises(openai.BadRequestError, match="stream"):
-        client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}],
-                                       stream=True)
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model="m", messages=[])
     with pytest.raises(openai.NotFoundError, match="unknown panel"):
@@ -295,9 +292,57 @@ def test_metrics_count_decisions_and_keep_fail_open_at_zero(service):
 
 
 def test_no_secret_in_the_store_or_the_metrics(service):
-    blob = open(service.store_path, "rb").read()
+    from pathlib import Path
+
+    store = Path(service.store_path)
+    blob = b"".join(p.read_bytes() for p in store.parent.glob(store.name + "*"))  # + WAL
     for secret in (TOKEN_A, TOKEN_B):
         assert secret.encode() not in blob
     text = httpx.get(service.url + "/metrics",
                      headers={"Authorization": f"Bearer {TOKEN_A}"}).text
     assert TOKEN_A not in text and json.dumps(TOKEN_B) not in text
+
+
+def test_streaming_is_judged_before_it_is_sent(client):
+    chunks = list(client.chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "Hi"}], stream=True,
+        stream_options={"include_usage": True}))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == PARROT_DEFAULT
+    finals = [c for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert [c.choices[0].finish_reason for c in finals] == ["stop"]
+    assert finals[0].model_extra["consensus"]["decision"] == "pass"
+    assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens > 0
+
+
+def test_a_canary_in_a_blocked_answer_never_reaches_a_stream(service):
+    """1,000 streams whose upstream answer carries a canary the panel blocks: the canary is in
+    none of them (not in the text, not in a critique), and every stream ends with [DONE]."""
+    import asyncio
+
+    canary = "CANARY-5f0c2e"
+
+    async def one(http, i):
+        body = {"model": "m", "stream": True, "messages": [
+            {"role": "user", "content": f"SAY: UNSAFE step {i}: {canary}"}]}
+        async with http.stream("POST", "/v1/chat/completions", json=body) as resp:
+            raw = b"".join([part async for part in resp.aiter_bytes()])
+        return resp.status_code, raw
+
+    async def all_streams():
+        limits = httpx.Limits(max_connections=32)
+        async with httpx.AsyncClient(base_url=service.url, timeout=120, limits=limits,
+                                     headers={"Authorization": f"Bearer {TOKEN_A}"}) as http:
+            sem = asyncio.Semaphore(32)
+
+            async def bounded(i):
+                async with sem:
+                    return await one(http, i)
+
+            return await asyncio.gather(*(bounded(i) for i in range(1000)))
+
+    results = asyncio.run(all_streams())
+    assert {status for status, _ in results} == {200}
+    assert sum(canary.encode() in raw for _, raw in results) == 0
+    assert all(raw.rstrip().endswith(b"data: [DONE]") for _, raw in results)
+    assert all(b'"finish_reason": "content_filter"' in raw for _, raw in results)

@@ -28,12 +28,12 @@ from typing import Any
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from consensus.service.auth import Tokens
-from consensus.service.proxy import chat_completion
+from consensus.service.proxy import chat_completion, stream_events
 from consensus.service.runtime import ApiError, Runtime
 from consensus.service.schemas import (
     CandidateIn,
@@ -185,12 +185,15 @@ def build_app(runtime: Runtime, tokens: Tokens | None = None) -> FastAPI:
     @app.post("/v1/chat/completions", summary="OpenAI-compatible guardrail proxy",
               openapi_extra={"requestBody": {"required": True, "content": {
                   "application/json": {"schema": ChatRequest.model_json_schema()}}}})
-    async def chat(request: Request) -> JSONResponse:
+    async def chat(request: Request) -> Response:
         req: ChatRequest = await body_of(request, ChatRequest)
         body, _, decision = await bounded(chat_completion(
             runtime, req, request.state.principal, request.headers.get(ID_HEADER)))
-        return JSONResponse(body, headers={ID_HEADER: body["consensus"]["id"],
-                                           DECISION_HEADER: decision})
+        headers = {ID_HEADER: body["consensus"]["id"], DECISION_HEADER: decision}
+        if req.stream:  # decided already: the stream carries only what was delivered
+            return StreamingResponse(stream_events(body, include_usage=req.include_usage()),
+                                     media_type="text/event-stream", headers=headers)
+        return JSONResponse(body, headers=headers)
 
     @app.get("/v1/panels", summary="The panels a caller may use")
     async def panels(request: Request) -> dict[str, Any]:

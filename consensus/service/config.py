@@ -189,7 +189,7 @@ def load_service(paths: Sequence[str | Path], *, store: str | None = None) -> Se
         try:
             doc = ServiceFile.model_validate(data)
         except ValidationError as exc:
-            raise config_error_from(exc, src) from None
+            raise config_error_from(exc, source=src, prefix="", data=data) from None
         panels = {name: _panel(name, entry, path.parent, src, f"panels.{name}")
                   for name, entry in doc.panels.items()}
         default = doc.default_panel or next(iter(panels))
@@ -201,11 +201,12 @@ def load_service(paths: Sequence[str | Path], *, store: str | None = None) -> Se
                               "name", source=src, field=f"policies.{DEFAULT_POLICY}")
         known_policies = [DEFAULT_POLICY, *doc.policies]
         for token, acc in doc.access.items():
-            for kind, allowed, known in (("panels", acc.panels, list(panels)),
-                                         ("policies", acc.policies, known_policies)):
+            for kind, one, allowed, known in (
+                    ("panels", "panel", acc.panels, list(panels)),
+                    ("policies", "policy", acc.policies, known_policies)):
                 for n in allowed or ():
                     if n not in known:
-                        raise ConfigError(f"unknown {kind[:-1]} {n!r}; known: "
+                        raise ConfigError(f"unknown {one} {n!r}; known: "
                                           f"{', '.join(known)}", source=src,
                                           field=f"access.{token}.{kind}")
         for pname, pol in doc.policies.items():

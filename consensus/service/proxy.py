@@ -13,12 +13,21 @@
    headers. A block, a panel outage (``no_consensus``) and a pass are three different decisions.
 
 An upstream that fails or is too slow is a 502 / 504 error (``upstream_error``), never content.
+
+Streaming (``stream: true``) is judged first, streamed after: the whole answer is decided before
+the first byte is sent (a withheld answer never reaches the client, not even in part), then the
+delivered text goes out as ``chat.completion.chunk`` events, the last one with the
+``finish_reason`` and the ``consensus`` field (and ``usage`` when ``stream_options.include_usage``
+asks), and the stream always ends with ``data: [DONE]``. The client waits for the panel as it
+would without streaming; what it gains is an unchanged streaming code path.
 """
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from consensus.errors import JudgeError
@@ -37,10 +46,6 @@ def _messages(req: ChatRequest) -> list[dict[str, Any]]:
 async def chat_completion(rt: Runtime, req: ChatRequest, principal: str | None,
                           request_id: str | None) -> tuple[dict[str, Any], Outcome, str]:
     """The completion body, the outcome and the one-word decision for ``req``."""
-    if req.stream:
-        raise ApiError(400, "stream=true is not supported: the panel judges the whole answer "
-                            "before any of it is sent, so a stream would only arrive at the "
-                            "end; send stream=false", param="stream", code="stream_unsupported")
     opts = req.consensus
     choice = rt.choose(principal, opts.panel if opts else None,
                        opts.strategy if opts else None, opts.policy if opts else None)
@@ -106,7 +111,33 @@ def _completion(req: ChatRequest, outcome: Outcome, choice: Choice,
             "logprobs": None,
         }],
         "usage": usage or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+        # a withheld answer must not come back quoted in a judge's critique
         "consensus": consensus_body(outcome, panel=choice.panel, policy=choice.policy,
                                     strategy=choice.strategy, committed=True,
-                                    replayed=replayed),
+                                    replayed=replayed, critiques=not withheld),
     }
+
+
+CHUNK_CHARS = 256
+"""Characters of delivered text per streamed chunk."""
+
+
+def stream_events(body: dict[str, Any], *, include_usage: bool) -> Iterator[bytes]:
+    """The server-sent events of a decided completion ``body`` (see the module docstring)."""
+    choice = body["choices"][0]
+    text = choice["message"]["content"] or ""
+    head = {"id": body["id"], "object": "chat.completion.chunk", "created": body["created"],
+            "model": body["model"]}
+
+    def event(delta: dict[str, Any], finish: str | None = None, **more: Any) -> bytes:
+        chunk = {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish,
+                                      "logprobs": None}], **more}
+        return f"data: {json.dumps(chunk)}\n\n".encode()
+
+    yield event({"role": "assistant", "content": ""})
+    for i in range(0, len(text), CHUNK_CHARS):
+        yield event({"content": text[i:i + CHUNK_CHARS]})
+    yield event({}, choice["finish_reason"], consensus=body["consensus"])
+    if include_usage:
+        yield f"data: {json.dumps({**head, 'choices': [], 'usage': body['usage']})}\n\n".encode()
+    yield b"data: [DONE]\n\n"

@@ -80,16 +80,14 @@ class Runtime:
         self._strategies: dict[tuple[str, str], Strategy] = {}
         self.upstream = Generator(config.upstream) if config.upstream is not None else None
         self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="store")
-        self._store: Any = None
         target = config.store or default_store()
-        self._writer.submit(self._open, target).result()  # a bad store fails the replica now
+        # opened on the writer thread (SQLite connections stay on theirs); a bad store fails
+        # the replica now
+        self._store: Any = self._writer.submit(open_store, target).result()
         for p in config.panels.values():
             self._writer.submit(self._store.ensure_run, p.run_id, scenario=p.scenario.name,
                                 strategy=p.scenario.strategy.name,
                                 config=p.scenario.file.model_dump(mode="json")).result()
-
-    def _open(self, target: str) -> None:
-        self._store = open_store(target)
 
     # ------------------------------------------------------------------ choosing
     def choose(self, principal: str | None, panel: str | None, strategy: str | None,

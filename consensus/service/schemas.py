@@ -103,9 +103,13 @@ class ChatRequest(BaseModel):
     def forwarded(self) -> dict[str, Any]:
         """The parameters sent upstream besides the messages."""
         extra = dict(self.model_extra or {})
-        for ours in ("user_id",):
+        for ours in ("stream_options",):  # the upstream call itself never streams
             extra.pop(ours, None)
         return extra
+
+    def include_usage(self) -> bool:
+        opts = (self.model_extra or {}).get("stream_options")
+        return isinstance(opts, dict) and bool(opts.get("include_usage"))
 
 
 def decision_of(outcome: Outcome) -> Decision:
@@ -121,8 +125,12 @@ def decision_of(outcome: Outcome) -> Decision:
 
 
 def consensus_body(outcome: Outcome, *, panel: str, policy: str, strategy: str,
-                   committed: bool, replayed: bool = False) -> dict[str, Any]:
-    """The document a client gets for a decision (``/v1/consensus`` and the proxy's field)."""
+                   committed: bool, replayed: bool = False,
+                   critiques: bool = True) -> dict[str, Any]:
+    """The document a client gets for a decision (``/v1/consensus`` and the proxy's field).
+
+    ``critiques=False`` leaves the judges' critiques and abstention reasons out (the proxy, when
+    it withheld the answer: a critique may quote the text that was withheld)."""
     decided = {d.subject: d.label for d in outcome.decisions}
     return {
         "id": outcome.request_id,
@@ -141,10 +149,10 @@ def consensus_body(outcome: Outcome, *, panel: str, policy: str, strategy: str,
                       outcome.decisions],
         "votes": [{
             "judge": v.judge, "candidate_id": v.candidate_id, "label": v.label,
-            "confidence": v.confidence, "critique": v.critique,
+            "confidence": v.confidence, "critique": v.critique if critiques else None,
             "violations": [x.principle for x in v.violations],
             "abstained": v.label is None, "abstain_kind": v.abstain_kind,
-            "abstain_reason": v.abstain_reason,
+            "abstain_reason": v.abstain_reason if critiques else None,
             "agrees_with_decision": (None if v.label is None or decided.get(v.candidate_id)
                                      is None else v.label == decided[v.candidate_id]),
             "latency_ms": round(v.latency_s * 1000, 3),

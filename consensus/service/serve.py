@@ -152,7 +152,7 @@ def _wait_ready(url: str, timeout_s: float) -> None:
     last = ""
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=5) as resp:  # noqa: S310
+            with urllib.request.urlopen(f"{url}/healthz", timeout=5) as resp:
                 if resp.status == 200:
                     return
         except OSError as exc:
