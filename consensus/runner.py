@@ -45,7 +45,7 @@ from consensus.reports.files import (
 )
 from consensus.reports.html import write_report
 from consensus.scenario import Scenario, load_scenario, scenario_warnings
-from consensus.store import Store
+from consensus.store import open_store
 from consensus.types import Deliberation, Outcome, Request, RunStatus, RunSummary, Vote
 from strategies.base import Strategy, fit_strategy, learns
 from strategies.debate import Debate
@@ -122,7 +122,7 @@ def run_scenario(
     out_dir: Path,
     *,
     address: str | None = None,
-    store_path: Path | None = None,
+    store_path: str | Path | None = None,
     on_progress: Callable[[Request, Outcome], None] | None = None,
     concurrency: int | None = None,
 ) -> RunResult:
@@ -138,7 +138,7 @@ def run_scenario(
     strategy_name = scenario.strategy.name
     with RunFolder(out_dir, inputs=scenario.input_files()) as folder:
         folder.claim(run_id)
-        store = Store(store_path or out_dir / "consensus.sqlite")
+        store = open_store(store_path or out_dir / "consensus.sqlite")
         try:
             structlog.contextvars.bind_contextvars(run_id=run_id)
             ensure_ray(address)

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import textwrap
 
-from consensus.store import Store
+from consensus.store import DuplicateDecision, Store
 from consensus.types import Decision, Outcome, Vote
 from tests.conftest import ROOT
 
@@ -50,13 +50,12 @@ def test_hard_crash_loses_no_recorded_decision(tmp_path):
 
 
 def test_duplicate_decision_is_refused_and_keeps_the_first(tmp_path):
-    import sqlite3
-
     import pytest
 
     s = Store(tmp_path / "c.sqlite")
     s.start_run("run", scenario="t", strategy="majority", config={})
     s.record("run", outcome(0))
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(DuplicateDecision, match="'r0'"):
         s.record("run", outcome(0))
     assert s.count_decisions("run") == 1 and len(s.outcomes("run")[0].votes) == 1
+    assert s.count_votes("run") == 1

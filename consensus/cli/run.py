@@ -24,8 +24,8 @@ def run(
     address: Annotated[str | None, typer.Option(
         help="Join an existing Ray cluster ('auto' or host:port); default: start a local one.")]
         = None,
-    store: Annotated[Path | None, typer.Option(help="SQLite store (default OUT/consensus.sqlite).")]
-        = None,
+    store: Annotated[str | None, typer.Option(
+        help="SQLite file or postgresql:// DSN (default OUT/consensus.sqlite).")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Decide only the first N requests.")]
         = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print summary.json to stdout.")] = False,

@@ -99,6 +99,27 @@ class Service:
             self.hub = None
 
 
+def start_panels(config: ServiceConfig, into: dict[str, Panel], *,
+                 address: str | None = None) -> None:
+    """Start each panel's judge hosts once (into ``into``, so a failure part-way leaves the
+    started ones to stop), after fitting a learning strategy on its ``fit_on`` scenario."""
+    for pname, served in config.panels.items():
+        sc = served.scenario
+        if sc.file.fit_on is not None:
+            fitted, about = fit_beforehand(sc, address=address)
+            served = replace(served, scenario=replace(sc, strategy=fitted))
+            config.panels[pname] = served
+            log.info("panel_fitted", panel=pname, on=about)
+        panel = Panel.start(sc.judges, sc.base_dir, payloads=sc.payloads)
+        into[pname] = panel
+        if not panel.specs:
+            raise ConfigError(f"no judge of panel {pname!r} can run: {panel.disabled}",
+                              source=str(sc.source), field="panel")
+        short = served.policy.check_panel(panel.size)
+        if short:
+            log.warning("quorum_unreachable", panel=pname, reason=short)
+
+
 def start_service(config: ServiceConfig, *, address: str | None = None,
                   host: str = "127.0.0.1", port: int = 8000, tokens: Tokens | None = None,
                   name: str = APP_NAME, ready_timeout_s: float = READY_TIMEOUT_S) -> Service:
@@ -111,21 +132,7 @@ def start_service(config: ServiceConfig, *, address: str | None = None,
     serve.start(http_options={"host": host, "port": port})
     service = Service(url=f"http://{host}:{port}", config=config, name=name)
     try:
-        for pname, served in config.panels.items():
-            sc = served.scenario
-            if sc.file.fit_on is not None:
-                fitted, about = fit_beforehand(sc, address=address)
-                served = replace(served, scenario=replace(sc, strategy=fitted))
-                config.panels[pname] = served
-                log.info("panel_fitted", panel=pname, on=about)
-            panel = Panel.start(sc.judges, sc.base_dir, payloads=sc.payloads)
-            if not panel.specs:
-                raise ConfigError(f"no judge of panel {pname!r} can run: {panel.disabled}",
-                                  source=str(sc.source), field="panel")
-            short = served.policy.check_panel(panel.size)
-            if short:
-                log.warning("quorum_unreachable", panel=pname, reason=short)
-            service.panels[pname] = panel
+        start_panels(config, service.panels, address=address)
         service.hub = start_hub(f"{name}-metrics")
         rep = config.replicas
         app = _deployment().options(
