@@ -282,6 +282,32 @@ def test_client_disconnect_cancels_judge_calls(service, srv):
         srv.script.pop("valid")
 
 
+def test_client_disconnect_cancels_the_upstream_call(service, srv):
+    srv.script["parrot"] = "parrot:8"
+    try:
+        def go():
+            try:
+                post(service, "/v1/chat/completions", {"model": "m", "messages": [
+                    {"role": "user", "content": "Hi"}]}, timeout=1.0)
+            except httpx.TimeoutException:
+                pass
+
+        before = srv.calls["parrot"]
+        t = threading.Thread(target=go)
+        t.start()
+        deadline = time.monotonic() + 5
+        while srv.active < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert srv.active == 1 and srv.calls["parrot"] == before + 1
+        t.join()
+        gone = time.monotonic()
+        while srv.active and time.monotonic() - gone < 2.0:
+            time.sleep(0.02)
+        assert srv.active == 0, "the upstream call is still open 2 s after the client left"
+    finally:
+        srv.script.pop("parrot")
+
+
 def test_metrics_count_decisions_and_keep_fail_open_at_zero(service):
     text = httpx.get(service.url + "/metrics",
                      headers={"Authorization": f"Bearer {TOKEN_A}"}).text
@@ -301,6 +327,23 @@ def test_no_secret_in_the_store_or_the_metrics(service):
     text = httpx.get(service.url + "/metrics",
                      headers={"Authorization": f"Bearer {TOKEN_A}"}).text
     assert TOKEN_A not in text and json.dumps(TOKEN_B) not in text
+
+
+def test_no_token_in_any_log_line_of_the_ray_session(service):
+    """Every process of the session (Serve proxy, replicas, judge hosts) logs to the session
+    folder: the tokens sent with every request of this module are in none of its files."""
+    import ray
+    from pathlib import Path
+
+    wrong = "wrong-token-0000000000000"
+    post(service, "/v1/consensus", {"prompt": "p", "candidates": ["a"]}, token=wrong)
+    logs = Path(ray._private.worker._global_node.get_logs_dir_path())
+    files = [p for p in logs.rglob("*") if p.is_file()]
+    assert files
+    for path in files:
+        data = path.read_bytes()
+        for secret in (TOKEN_A, TOKEN_B, wrong):
+            assert secret.encode() not in data, f"{secret[:6]}... in {path.name}"
 
 
 def test_streaming_is_judged_before_it_is_sent(client):
@@ -346,3 +389,19 @@ def test_a_canary_in_a_blocked_answer_never_reaches_a_stream(service):
     assert sum(canary.encode() in raw for _, raw in results) == 0
     assert all(raw.rstrip().endswith(b"data: [DONE]") for _, raw in results)
     assert all(b'"finish_reason": "content_filter"' in raw for _, raw in results)
+
+
+def test_ingress_replicas_autoscale_within_the_declared_bounds(service):
+    """The deployment runs with the tuned settings: autoscaling between replicas.min and .max,
+    256 ongoing requests per replica (not Serve's 5)."""
+    from ray.serve.context import _get_global_client
+
+    details = _get_global_client().get_serve_details()
+    ingress = details["applications"]["consensus"]["deployments"]["ingress"]
+    cfg = ingress["deployment_config"]
+    assert cfg["max_ongoing_requests"] == 256
+    auto = cfg["autoscaling_config"]
+    assert (auto["min_replicas"], auto["max_replicas"]) == (1, 2)
+    assert auto["target_ongoing_requests"] == 64
+    running = [r for r in ingress["replicas"] if r["state"] == "RUNNING"]
+    assert 1 <= len(running) <= 2

@@ -222,7 +222,7 @@ def build_app(runtime: Runtime, tokens: Tokens | None = None) -> FastAPI:
 
     @app.get("/readyz", summary="Panels started and the store open")
     async def readyz() -> dict[str, Any]:
-        return {"status": "ready", **runtime.ready()}
+        return {"status": "ready", **await runtime.ready()}
 
     @app.get("/metrics", summary="Prometheus metrics")
     async def metrics() -> Response:

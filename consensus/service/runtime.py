@@ -207,10 +207,19 @@ class Runtime:
                    ("observe", "request_latency_seconds", {"endpoint": endpoint},
                     time.perf_counter() - started)])
 
-    def ready(self) -> dict[str, Any]:
-        """What ``/readyz`` reports: each panel's judges, and whether the store answers."""
-        return {"panels": {n: {"judges": p.size, "disabled": p.disabled}
-                           for n, p in self.panels.items()}}
+    async def ready(self) -> dict[str, Any]:
+        """What ``/readyz`` reports: each panel's judges and decisions recorded (a query, so
+        a store that does not answer makes the service not ready: ApiError 503)."""
+        out: dict[str, Any] = {}
+        for name, panel in self.panels.items():
+            try:
+                n = await self._write(self._store.count_decisions,
+                                      self.config.panels[name].run_id)
+            except Exception as exc:  # noqa: BLE001 - any store failure means not ready
+                raise ApiError(503, f"the store does not answer ({type(exc).__name__})",
+                               kind="server_error", code="store_unavailable") from None
+            out[name] = {"judges": panel.size, "disabled": panel.disabled, "decisions": n}
+        return {"panels": out}
 
     def close(self) -> None:
         if self._store is not None:
