@@ -332,8 +332,9 @@ def test_no_secret_in_the_store_or_the_metrics(service):
 def test_no_token_in_any_log_line_of_the_ray_session(service):
     """Every process of the session (Serve proxy, replicas, judge hosts) logs to the session
     folder: the tokens sent with every request of this module are in none of its files."""
-    import ray
     from pathlib import Path
+
+    import ray
 
     wrong = "wrong-token-0000000000000"
     post(service, "/v1/consensus", {"prompt": "p", "candidates": ["a"]}, token=wrong)
