@@ -528,7 +528,8 @@ class Coordinator:
             outcome = outcome.model_copy(update={"latency_s": time.perf_counter() - start})
         return outcome
 
-    async def _screen(self, request: Request) -> Outcome | None:
+    async def screen(self, request: Request) -> Outcome | None:
+        """The input-screening block of ``request`` (policy ``screen_input``), else None."""
         if not self.policy.screen_input:
             return None
         stopped = await self.interventions.screened(request)
@@ -541,7 +542,7 @@ class Coordinator:
         """Screen (when the policy asks), poll the panel, conclude and intervene."""
         start = time.perf_counter()
         version = self.constitution_version
-        stopped = await self._screen(request)
+        stopped = await self.screen(request)
         if stopped is not None:
             return stopped.model_copy(update={"latency_s": time.perf_counter() - start})
         votes, deliberation = await self.gather(request, version)
@@ -572,7 +573,7 @@ class Coordinator:
             structlog.contextvars.bind_contextvars(request_id=req.id)
             start = time.perf_counter()
             version = self.constitution_version
-            stopped = await self._screen(req)
+            stopped = await self.screen(req)
             if stopped is not None:
                 return (stopped.model_copy(update={"latency_s": time.perf_counter() - start}),
                         0.0, version)

@@ -6,6 +6,7 @@ port), with a loopback LLM server as the judges' provider and as the proxy's ups
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -256,54 +257,46 @@ def test_upstream_down_is_a_clear_error_within_its_deadline(service, client, srv
         srv.script.pop("parrot")
 
 
+def _abandon(service, srv, path, body, *, open_calls):
+    """Send ``body`` with a 1 s client timeout while ``open_calls`` provider calls are held
+    open; return how many are still open 2 s after the client left."""
+    def go():
+        with contextlib.suppress(httpx.TimeoutException):
+            post(service, path, body, timeout=1.0)
+
+    t = threading.Thread(target=go)
+    t.start()
+    deadline = time.monotonic() + 5
+    while srv.active < open_calls and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert srv.active == open_calls  # the calls are waiting on the provider
+    t.join()  # the client gave up after 1 s
+    gone = time.monotonic()
+    while srv.active and time.monotonic() - gone < 2.0:
+        time.sleep(0.02)
+    return srv.active
+
+
 def test_client_disconnect_cancels_judge_calls(service, srv):
-    """A client that goes away: the judges' calls to the provider end within 2 s."""
+    """A client that goes away: the five judges' calls to the provider end within 2 s."""
     srv.script["valid"] = "slow:8"
     try:
-        def go():
-            try:
-                post(service, "/v1/consensus", {"prompt": "p", "candidates": ["a"]},
-                     timeout=1.0)
-            except httpx.TimeoutException:
-                pass
-
-        t = threading.Thread(target=go)
-        t.start()
-        deadline = time.monotonic() + 5
-        while srv.active < 5 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert srv.active == 5  # the five judges are waiting on the provider
-        t.join()  # the client gave up after 1 s
-        gone = time.monotonic()
-        while srv.active and time.monotonic() - gone < 2.0:
-            time.sleep(0.02)
-        assert srv.active == 0, f"{srv.active} provider call(s) still open 2 s after the client left"
+        left = _abandon(service, srv, "/v1/consensus", {"prompt": "p", "candidates": ["a"]},
+                        open_calls=5)
+        assert left == 0, f"{left} provider call(s) still open 2 s after the client left"
     finally:
         srv.script.pop("valid")
 
 
 def test_client_disconnect_cancels_the_upstream_call(service, srv):
     srv.script["parrot"] = "parrot:8"
+    before = srv.calls["parrot"]
     try:
-        def go():
-            try:
-                post(service, "/v1/chat/completions", {"model": "m", "messages": [
-                    {"role": "user", "content": "Hi"}]}, timeout=1.0)
-            except httpx.TimeoutException:
-                pass
-
-        before = srv.calls["parrot"]
-        t = threading.Thread(target=go)
-        t.start()
-        deadline = time.monotonic() + 5
-        while srv.active < 1 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert srv.active == 1 and srv.calls["parrot"] == before + 1
-        t.join()
-        gone = time.monotonic()
-        while srv.active and time.monotonic() - gone < 2.0:
-            time.sleep(0.02)
-        assert srv.active == 0, "the upstream call is still open 2 s after the client left"
+        left = _abandon(service, srv, "/v1/chat/completions",
+                        {"model": "m", "messages": [{"role": "user", "content": "Hi"}]},
+                        open_calls=1)
+        assert left == 0, "the upstream call is still open 2 s after the client left"
+        assert srv.calls["parrot"] == before + 1
     finally:
         srv.script.pop("parrot")
 

@@ -165,14 +165,7 @@ class Runtime:
 
     async def screen(self, choice: Choice, request: Request) -> Outcome | None:
         """The input-screening block of ``request`` (policy ``screen_input``), else None."""
-        coord = self.coordinator(choice)
-        if not coord.policy.screen_input:
-            return None
-        stopped = await coord.interventions.screened(request)
-        if stopped is None:
-            return None
-        return stopped.model_copy(update={"run_id": coord.run_id,
-                                          "constitution_version": coord.constitution_version})
+        return await self.coordinator(choice).screen(request)
 
     async def decide(self, choice: Choice, request: Request,
                      outcome: Outcome | None = None) -> tuple[Outcome, bool]:
