@@ -123,3 +123,21 @@ def test_block_outage_and_pass_are_distinct_words(action, quorum_met, screened, 
     out = Outcome(request_id="q", action=action, decisions=(d,),
                   screening=(Violation(principle="p"),) if screened else ())
     assert decision_of(out) == word
+
+
+def test_a_request_the_panel_does_not_decide_in_time_fails_closed():
+    from types import SimpleNamespace
+
+    from consensus.policy import Policy
+    from consensus.service.runtime import timed_out
+    from consensus.types import Candidate, Request
+
+    coord = SimpleNamespace(panel=SimpleNamespace(size=5), strategy=SimpleNamespace(
+        name="majority"), policy=Policy(), run_id="service-p", constitution_version="v1")
+    req = Request(id="q", prompt="p", candidates=(Candidate(id="a", text="UNSAFE"),
+                                                   Candidate(id="b", text="ok")))
+    out = timed_out(coord, req, 30.0, 30.2)
+    assert out.action == "block" and out.output == Policy().refusal_message
+    assert decision_of(out) == "no_consensus" and "request_timeout_s (30s)" in out.reason
+    assert [d.subject for d in out.decisions] == ["a", "b"]
+    assert all(not d.quorum_met and d.label is None for d in out.decisions)

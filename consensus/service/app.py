@@ -138,12 +138,15 @@ def build_app(runtime: Runtime, tokens: Tokens | None = None) -> FastAPI:
             raise ApiError(400, message, param=param, code="invalid_field") from None
 
     async def bounded(coro: Any) -> Any:
+        # the decision itself is bounded by request_timeout_s and fails closed on record
+        # (Runtime.decide); this outer bound is a last resort (the store, the upstream)
+        outer = limits.request_timeout_s * 2 + 10
         try:
-            async with asyncio.timeout(limits.request_timeout_s):
+            async with asyncio.timeout(outer):
                 return await coro
         except TimeoutError:
-            raise ApiError(504, f"no decision within {limits.request_timeout_s:g}s",
-                           kind="server_error", code="timeout") from None
+            raise ApiError(504, f"no answer within {outer:g}s", kind="server_error",
+                           code="timeout") from None
 
     @app.post("/v1/consensus", summary="Decide candidates with a panel",
               openapi_extra={"requestBody": {"required": True, "content": {

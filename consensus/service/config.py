@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from consensus.errors import ConfigError
@@ -38,6 +39,8 @@ from consensus.policy import Policy
 from consensus.scenario import Scenario, load_scenario
 from judges.registry import config_error_from
 from strategies.base import learns
+
+log = structlog.get_logger("consensus.service")
 
 DEFAULT_POLICY = "default"
 """The name a request uses for its panel's own policy."""
@@ -170,6 +173,21 @@ def _panel(name: str, entry: str | PanelEntry, base: Path, src: str, where: str)
                        run_id=f"service-{name}")
 
 
+def _warn_slow_hosts(panel: ServedPanel, request_timeout_s: float) -> None:
+    """Warn when the coordinator may wait longer for a judge's host than a request may last:
+    such requests fail closed at ``request_timeout_s`` instead of getting the judge's
+    abstention. An LLM judge on a local api_base queues for a slot, so its wait is timeout_s +
+    queue_timeout_s (300 s by default)."""
+    from consensus.coordinator import GRACE_S
+
+    slow = {j.name: j.max_wait_s() + GRACE_S for j in panel.scenario.judges
+            if j.max_wait_s() + GRACE_S > request_timeout_s}
+    if slow:
+        log.warning("host_wait_over_request_timeout", panel=panel.name,
+                    request_timeout_s=request_timeout_s, judges=slow,
+                    hint="lower queue_timeout_s / timeout_s, or raise limits.request_timeout_s")
+
+
 def load_service(paths: Sequence[str | Path], *, store: str | None = None) -> ServiceConfig:
     """Read scenario files (one panel each) or one service file into a :class:`ServiceConfig`.
 
@@ -215,6 +233,8 @@ def load_service(paths: Sequence[str | Path], *, store: str | None = None) -> Se
                 if short:
                     raise ConfigError(f"panel {panel.name!r}: {short}", source=src,
                                       field=f"policies.{pname}.quorum")
+        for panel in panels.values():
+            _warn_slow_hosts(panel, doc.limits.request_timeout_s)
         return ServiceConfig(panels=panels, default_panel=default, policies=dict(doc.policies),
                              upstream=doc.upstream, access=dict(doc.access), limits=doc.limits,
                              replicas=doc.replicas, store=store or doc.store, source=src)
@@ -226,6 +246,8 @@ def load_service(paths: Sequence[str | Path], *, store: str | None = None) -> Se
             raise ConfigError(f"two scenarios are named {name!r}", source=str(path), field="name")
         panels[name] = replace(scenario_panel, name=name, run_id=f"service-{name}")
     first = next(iter(panels.values()))
+    for panel in panels.values():
+        _warn_slow_hosts(panel, Limits().request_timeout_s)
     return ServiceConfig(panels=panels, default_panel=first.name,
                          upstream=first.scenario.file.generator, store=store,
                          source=str(docs[0][0]))

@@ -31,7 +31,7 @@ from consensus.policy import Policy
 from consensus.service.config import DEFAULT_POLICY, ServedPanel, ServiceConfig
 from consensus.service.metrics import Event, outcome_events
 from consensus.store import DuplicateDecision, open_store
-from consensus.types import Outcome, Request
+from consensus.types import ACCEPT, REJECT, Outcome, Request
 from strategies.base import Strategy, learns
 
 log = structlog.get_logger("consensus.service")
@@ -172,7 +172,14 @@ class Runtime:
         """Decide ``request`` (or take the given ``outcome``, e.g. an input block), commit it,
         and return it with whether it was a replay of a recorded decision."""
         if outcome is None:
-            outcome = await self.coordinator(choice).decide(request)
+            coord = self.coordinator(choice)
+            limit = self.config.limits.request_timeout_s
+            start = time.perf_counter()
+            try:
+                async with asyncio.timeout(limit):
+                    outcome = await coord.decide(request)
+            except TimeoutError:  # fail closed, and on record like any decision
+                outcome = timed_out(coord, request, limit, time.perf_counter() - start)
         run_id = self.config.panels[choice.panel].run_id
         try:
             await self._write(self._store.record, run_id, outcome)
@@ -227,3 +234,22 @@ def constitution_version(scenario: Any) -> str | None:
     if not scenario.constitution_files:
         return None
     return watcher_for(scenario).version()
+
+
+def timed_out(coord: Coordinator, request: Request, limit: float, latency_s: float) -> Outcome:
+    """The fail-closed outcome of a request the panel did not decide within ``limit``: every
+    subject is a no-consensus (quorum missed), the policy's refusal is delivered."""
+    from consensus.types import Ballot
+    from strategies.base import no_consensus
+
+    why = f"no decision within the service's request_timeout_s ({limit:g}s): failed closed"
+    subjects = [c.id for c in request.candidates] if request.task == "verdict" else ["*"]
+    labels = ((ACCEPT, REJECT) if request.task == "verdict"
+              else tuple(c.id for c in request.candidates))
+    decisions = tuple(no_consensus(Ballot(request_id=request.id, subject=s, labels=labels,
+                                          votes=(), panel_size=coord.panel.size),
+                                   strategy=coord.strategy.name, reason=why, quorum_met=False)
+                      for s in subjects)
+    return Outcome(request_id=request.id, run_id=coord.run_id, action="block",
+                   output=coord.policy.refusal_message, reason=why, decisions=decisions,
+                   latency_s=latency_s, constitution_version=coord.constitution_version)
