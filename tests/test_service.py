@@ -132,6 +132,15 @@ def test_bad_requests_get_json_errors(service, body, status, fragment):
     assert "Traceback" not in r.text
 
 
+def test_a_header_id_is_checked_like_a_body_id(service):
+    r = post(service, "/v1/consensus", {"prompt": "p", "candidates": ["a"]},
+             headers={"X-Consensus-Id": "a/b"})
+    assert r.status_code == 400 and "X-Consensus-Id" in r.json()["error"]["message"]
+    r = post(service, "/v1/consensus", {"prompt": "p", "candidates": ["a"]},
+             headers={"X-Consensus-Id": "hdr-1"})
+    assert r.status_code == 200 and r.json()["id"] == "hdr-1"
+
+
 def test_body_over_the_limit_is_413(service):
     r = post(service, "/v1/consensus", {"prompt": "p" * 70_000, "candidates": ["a"]})
     assert r.status_code == 413 and "limit" in r.json()["error"]["message"]

@@ -70,6 +70,17 @@ def _field_message(exc: ValidationError | RequestValidationError) -> tuple[str, 
             else f"{first.get('msg', 'invalid body')}{more}"), path
 
 
+def header_id(request: Request) -> str | None:
+    """The ``X-Consensus-Id`` a client sent (its idempotency key), checked like a body id."""
+    value = request.headers.get(ID_HEADER)
+    if value is None:
+        return None
+    if not 0 < len(value) <= 200 or "/" in value or "\x00" in value:
+        raise ApiError(400, f"{ID_HEADER} must be 1 to 200 characters without '/'",
+                       param=ID_HEADER, code="invalid_id")
+    return value
+
+
 def build_app(runtime: Runtime, tokens: Tokens | None = None) -> FastAPI:
     """The app for one replica (see the module docstring)."""
     tokens = tokens or Tokens()
@@ -158,7 +169,8 @@ def build_app(runtime: Runtime, tokens: Tokens | None = None) -> FastAPI:
                                 f"{limits.max_candidates} per request", param="candidates",
                            code="too_many_candidates")
         choice = runtime.choose(request.state.principal, req.panel, req.strategy, req.policy)
-        rid = req.id or request.headers.get(ID_HEADER) or uuid.uuid4().hex
+        given = req.id or header_id(request)
+        rid = given or uuid.uuid4().hex
         cands = [c if isinstance(c, CandidateIn) else CandidateIn(text=c)
                  for c in req.candidates]
         for text in [req.prompt, *(c.text for c in cands)]:
@@ -174,8 +186,7 @@ def build_app(runtime: Runtime, tokens: Tokens | None = None) -> FastAPI:
         except ValidationError as exc:
             message, param = _field_message(exc)
             raise ApiError(400, message, param=param, code="invalid_field") from None
-        recorded = await runtime.stored(choice, rid) if (req.id or request.headers.get(
-            ID_HEADER)) else None
+        recorded = await runtime.stored(choice, rid) if given else None
         if recorded is not None:
             outcome, replayed = recorded, True
         else:
@@ -191,7 +202,7 @@ def build_app(runtime: Runtime, tokens: Tokens | None = None) -> FastAPI:
     async def chat(request: Request) -> Response:
         req: ChatRequest = await body_of(request, ChatRequest)
         body, _, decision = await bounded(chat_completion(
-            runtime, req, request.state.principal, request.headers.get(ID_HEADER)))
+            runtime, req, request.state.principal, header_id(request)))
         headers = {ID_HEADER: body["consensus"]["id"], DECISION_HEADER: decision}
         if req.stream:  # decided already: the stream carries only what was delivered
             return StreamingResponse(stream_events(body, include_usage=req.include_usage()),
