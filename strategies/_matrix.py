@@ -232,10 +232,14 @@ def decide_from_scores(
     ``probabilities`` are the softmax of ``log_scores`` (one per label of the ballot).
     """
     z = np.asarray(log_scores, dtype=np.float64)[: len(ballot.labels)]
-    z = z - z.max()
-    p = np.exp(z)
-    p /= p.sum()
-    support = {lab: float(p[k]) for k, lab in enumerate(ballot.labels)}
+    if z.size == 0 or not np.isfinite(z.max()):
+        # NaN parameters, every label impossible (-inf) or an infinite score: pass the raw
+        # scores on, and decide_by_support makes the ballot undecided with the reason
+        support = {lab: float(z[k]) for k, lab in enumerate(ballot.labels[: z.size])}
+    else:
+        p = np.exp(z - z.max())
+        p /= p.sum()
+        support = {lab: float(p[k]) for k, lab in enumerate(ballot.labels)}
     return decide_by_support(
         ballot, support, strategy=strategy, tie_rule=tie_rule, seed=seed,
         diagnostics=diagnostics,

@@ -95,7 +95,7 @@ def agreement_of(ballot: Ballot) -> DecisionAgreement:
     shares = {k: c / n_valid for k, c in counts.items()}
     ordered = sorted(shares.values(), reverse=True)
     margin = ordered[0] - (ordered[1] if len(ordered) > 1 else 0.0)
-    ent = -sum(p * math.log(p) for p in shares.values() if p > 0)
+    ent = sum(p * math.log(1.0 / p) for p in shares.values() if p > 0)  # 0.0, never -0.0
     k = len(shares)
     entropy = ent / math.log(k) if k > 1 else 0.0
     return DecisionAgreement(
@@ -196,7 +196,7 @@ def decide_by_support(
 def _support_problem(support: Mapping[str, float]) -> str:
     """Why ``support`` cannot be normalised into probabilities ("" when it can)."""
     if not support:
-        return "non-finite support: no label has any"
+        return "empty support: no label has any; no decision"
 
     def listed() -> str:  # only when there is a problem to name
         return ", ".join(f"{lab}={s!r}" for lab, s in support.items())

@@ -88,12 +88,20 @@ def fit_strengths(
         denom = sets_t @ (c.weights / np.maximum(c.sets @ s, 1e-300))
         new = wins / np.maximum(denom + 2.0 * prior / (s + 1.0), 1e-300)
         if prior == 0:
-            new /= np.exp(np.log(np.maximum(new, 1e-300)).mean())
+            new /= _geometric_mean(new)
         done = np.abs(np.log(np.maximum(new, 1e-300)) - np.log(np.maximum(s, 1e-300))).max() < tol
         s = new
         if done:
             break
-    return s / np.exp(np.log(np.maximum(s, 1e-300)).mean()), it
+    return s / _geometric_mean(s), it
+
+
+def _geometric_mean(s: FloatArray) -> float:
+    """Geometric mean of the positive strengths. A candidate that never wins has strength 0
+    without a prior; through a 1e-300 floor it would drag the mean down and blow the others up
+    (to about 1e151 with two candidates)."""
+    pos = s[s > 0]
+    return float(np.exp(np.log(pos).mean())) if pos.size else 1.0
 
 
 def rank(

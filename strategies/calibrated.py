@@ -83,6 +83,7 @@ from strategies._params import (
     check_params,
 )
 from strategies.base import TieRule
+from strategies.dawid_skene import dawid_skene_em
 
 
 def _folds(y: IntArray, n_folds: int, rng: np.random.Generator) -> list[IntArray]:
@@ -196,7 +197,10 @@ class Calibrated:
         cv_scores_: Method -> ``{"accuracy", "log_loss"}`` out of fold.
         weights_: Judge -> log-odds a lone vote of the judge adds to the position it votes for
             (averaged over positions): negative for a judge worth contradicting.
-        judges_, n_gold_, n_labels_.
+        n_gold_: Gold ballots used; ``candidates_``: the models compared (``cv_scores_`` has
+            their out-of-fold scores); ``why_``: why the chosen one won (also in every
+            decision's diagnostics, with ``n_gold``).
+        judges_, n_labels_.
     """
 
     c_grid: Annotated[tuple[PositiveFloat, ...], Field(min_length=1)] = (0.3, 1.0, 3.0)
@@ -220,11 +224,13 @@ class Calibrated:
     judges_: tuple[str, ...] | None = field(init=False, repr=False, compare=False)
     n_gold_: int = field(init=False, repr=False, compare=False)
     n_labels_: int = field(init=False, repr=False, compare=False)
+    why_: str = field(init=False, repr=False, compare=False)
+    candidates_: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_params(self)
         set_learned(self, method_=None, model_=None, c_=None, cv_scores_={}, weights_={},
-                    judges_=None, n_gold_=0, n_labels_=0)
+                    judges_=None, n_gold_=0, n_labels_=0, why_="", candidates_=())
 
     def fit(self, ballots: Sequence[Ballot]) -> Self:
         """Fit on a run's ballots; gold is read from ``ballot.gold`` (the rest is unlabelled)."""
@@ -237,12 +243,23 @@ class Calibrated:
         y = m.gold[rows]
         if not m.judges:
             return self._store(m, Linear(np.zeros((0, k)), np.zeros(k)), "none (no votes)", {},
-                               len(rows), None)
+                               len(rows), None, "no judge voted")
         panel = Panel(m, max(self.svd_ranks, default=0))
         if len(rows) < self.min_gold or np.unique(y).size < 2:
-            model = fit_candidate(("dawid_skene",), panel, rows, y)
-            why = f"{len(rows)} gold, {np.unique(y).size} gold class(es)"
-            return self._store(m, model, f"dawid_skene (fallback: {why})", {}, len(rows), None)
+            # too little gold to cross-validate: the unsupervised model, with the gold as
+            # anchors and the held-out check deciding whether it may flip the panel
+            r = dawid_skene_em(m.codes, k, gold=m.gold, n_options=m.n_options)
+            n_j = len(m.judges)
+            log_pi = np.log(np.maximum(r.confusions, 1e-300)).transpose(0, 2, 1)
+            model: Model = Linear(log_pi.reshape(n_j * k, k),
+                                  np.log(np.maximum(r.priors, 1e-300)))
+            why = (f"{len(rows)} gold, {np.unique(y).size} gold class(es): fewer than "
+                   f"min_gold={self.min_gold} or one class, so Dawid–Skene with the gold as "
+                   "anchors")
+            if r.gold_check is not None:
+                why += f"; start: {r.gold_check.chosen} ({r.gold_check.why})"
+            return self._store(m, model, "dawid_skene (fallback)", {}, len(rows), None, why,
+                               ("dawid_skene",))
         cv = _CrossValidation(panel, rows, y, self.n_folds, self.n_repeats, self.seed)
         lr = min((("logistic", "paired", c) for c in self.c_grid),
                  key=lambda c: float(cv.item_loss(c).mean()))
@@ -273,7 +290,15 @@ class Calibrated:
         scores = {describe(c): {"accuracy": float(a.mean()),
                                  "log_loss": float(cv.item_loss(c).mean())}
                   for c, a in acc.items()}
-        return self._store(m, model, describe(best), scores, len(rows), lr[2])
+        folds = f"{len(cv.splits) // self.n_repeats} folds x {self.n_repeats} repeats"
+        why = (f"{len(rows)} gold, {folds}: the stack (lowest out-of-fold log-loss of "
+               f"{len(stacks)} weightings) and {len(rivals)} challenger(s); ")
+        why += (f"{describe(best)} gained {best_gain:.3f} accuracy out of fold, more than "
+                f"switch_z={self.switch_z:g} standard errors" if best is not stack and
+                best[0] != "ensemble" else "no challenger gained more than "
+                f"switch_z={self.switch_z:g} standard errors, so the stack")
+        return self._store(m, model, describe(best), scores, len(rows), lr[2], why,
+                           tuple(describe(c) for c in (stack, *rivals)))
 
     def _rivals(self, panel: Panel) -> list[Candidate]:
         out: list[Candidate] = []
@@ -287,10 +312,12 @@ class Calibrated:
         return out
 
     def _store(self, m: VoteMatrix, model: Model, method: str,
-               cv: dict[str, dict[str, float]], n_gold: int, c: float | None) -> Self:
+               cv: dict[str, dict[str, float]], n_gold: int, c: float | None, why: str = "",
+               candidates: tuple[str, ...] = ()) -> Self:
         k = max(m.n_labels, 2)
         weights = _lone_vote_weights(model, len(m.judges), k) if m.judges else np.zeros(0)
-        set_learned(self, method_=method, model_=model, c_=c, cv_scores_=cv,
+        set_learned(self, method_=method, model_=model, c_=c, cv_scores_=cv, why_=why,
+                    candidates_=candidates,
                     judges_=m.judges, n_gold_=n_gold, n_labels_=k,
                     weights_={j: float(v) for j, v in zip(m.judges, weights)})
         return self
@@ -301,7 +328,8 @@ class Calibrated:
             return majority_fallback(ballot, strategy=self.name, tie_rule=self.tie_rule,
                                      seed=self.seed, why="not fitted")
         row, unknown = encode(ballot, {j: i for i, j in enumerate(self.judges_)})
-        diagnostics: dict[str, Any] = {"method": self.method_, "ignored_judges": list(unknown)}
+        diagnostics: dict[str, Any] = {"method": self.method_, "ignored_judges": list(unknown),
+                                       "n_gold": self.n_gold_, "why": self.why_}
         if len(ballot.labels) > self.n_labels_ or not (row >= 0).any():
             why = ("no vote from a fitted judge" if len(ballot.labels) <= self.n_labels_
                    else f"ballot has {len(ballot.labels)} labels, fitted on {self.n_labels_}")

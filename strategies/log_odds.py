@@ -10,8 +10,9 @@ majority vote.
 
 Competences come from the constructor, or are learned by :meth:`LogOdds.fit`:
 
-* ``source="gold"``: each judge's accuracy on the ballots with gold, Laplace-smoothed
-  (``(right + 1) / (voted + 2)``); when no ballot carries gold, from one-coin Dawid–Skene;
+* ``source="gold"``: each judge's accuracy on the ballots with gold, smoothed towards chance
+  (``(right + 1) / (voted + K)`` for ``K`` label positions: a judge without gold votes sits at
+  ``1/K``, weight 0); when no ballot carries gold, from one-coin Dawid–Skene;
 * ``source="dawid_skene"``: one-coin Dawid–Skene on all ballots (gold, if any, clamped).
 
 The prior log-odds (``prior=True``) come from the gold label frequencies (Laplace-smoothed) or
@@ -90,7 +91,7 @@ class LogOdds:
     competences: Mapping[str, Probability] | None = None
     source: Source = "gold"
     prior: bool = True
-    n_iter: PositiveInt = 100
+    n_iter: PositiveInt = 1000
     tol: NonNegativeFloat = 1e-6
     tie_rule: TieRule = "reject"
     seed: int = 0

@@ -239,7 +239,7 @@ def test_nan_parameters_give_no_consensus_instead_of_raising():
     ({"accept": float("nan"), "reject": float("nan")}, "non-finite support"),
     ({"accept": float("inf"), "reject": 1.0}, "non-finite support"),
     ({"accept": 1e308, "reject": 1e308}, "non-finite support"),
-    ({}, "non-finite support"),
+    ({}, "empty support"),
     ({"accept": -1.0, "reject": 2.0}, "negative support"),
     ({"accept": 0.0, "reject": 0.0}, "zero support"),
 ])
