@@ -333,9 +333,17 @@ def test_diff_cli_without_ray(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 @pytest.mark.parametrize("name", ["default", "healthcare"])
 def test_the_shipped_constitutions_are_lint_clean(name: str,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+                                                   capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Plain `consensus constitution lint`: its default corpus takes the example files beside
-    the constitution, so every check is tried on a text it is meant to catch."""
+    the constitution, so every check is tried on a text it is meant to catch. The regex
+    budgets are raised 5x: this test is about the constitutions' content, and on a machine
+    busy with other work the lint's wall-clock budget ran out and reported every later regex
+    as too slow (the budget itself is tested with a pathological pattern elsewhere)."""
+    import consensus.lint as lint
+
+    monkeypatch.setattr(lint, "REGEX_BUDGET_S", lint.REGEX_BUDGET_S * 5)
+    monkeypatch.setattr(lint, "TOTAL_REGEX_BUDGET_S", lint.TOTAL_REGEX_BUDGET_S * 5)
     path = ROOT / "scenarios" / "constitutions" / f"{name}.yaml"
     with pytest.raises(SystemExit) as info:
         main(["constitution", "lint", str(path), "--strict"])

@@ -40,7 +40,8 @@ def test_fan_out_tracks_the_slowest_judge_not_the_sum(ray_session):
         elapsed = time.perf_counter() - t0
         assert elapsed < 1.2, elapsed
         assert out.action == "accept" and out.accepted_candidate == "a"
-        assert len(out.votes) == 10 and all(v.latency_s >= 0.4 for v in out.votes)
+        # asyncio may wake a timer up to its clock resolution early: 0.399... is a 0.4 s sleep
+        assert len(out.votes) == 10 and all(v.latency_s >= 0.39 for v in out.votes)
         assert [d.label for d in out.decisions] == ["accept", "reject"]
     finally:
         panel.shutdown()
