@@ -340,7 +340,7 @@ def test_the_shipped_constitutions_are_lint_clean(name: str,
     budgets are raised 5x: this test is about the constitutions' content, and on a machine
     busy with other work the lint's wall-clock budget ran out and reported every later regex
     as too slow (the budget itself is tested with a pathological pattern elsewhere)."""
-    import consensus.lint as lint
+    from consensus import lint
 
     monkeypatch.setattr(lint, "REGEX_BUDGET_S", lint.REGEX_BUDGET_S * 5)
     monkeypatch.setattr(lint, "TOTAL_REGEX_BUDGET_S", lint.TOTAL_REGEX_BUDGET_S * 5)
