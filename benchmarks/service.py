@@ -597,12 +597,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def haproxy_env(folder: Path) -> dict[str, str]:
     """Serve's HAProxy settings with private paths and ports (its defaults, /tmp/haproxy-serve
-    and ports 8404 and 9101, are one per machine: two services on a machine would collide)."""
+    and ports 8404 and 9101, are one per machine: two services on a machine would share them)."""
     from tests.service_support import free_port
 
     return {"RAY_SERVE_ENABLE_HA_PROXY": "1",
             "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(folder / "haproxy.cfg"),
             "RAY_SERVE_HAPROXY_SOCKET_PATH": str(folder / "admin.sock"),
+            "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": str(folder / "metrics.sock"),
             "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(folder),
             "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(folder / "server-state"),
             "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
