@@ -270,9 +270,9 @@ class Bench:
                        candidates=(Candidate(id="c1", text=cand),))
 
     async def inproc(self) -> dict[str, float]:
-        i, prompt, cand = self._next()
+        request = self.request(*self._next())
         t0 = time.perf_counter()
-        out = await self.coord.decide(self.request(i, prompt, cand))
+        out = await self.coord.decide(request)
         total = 1000 * (time.perf_counter() - t0)
         check_votes([v.abstain_kind for v in out.votes if v.label is None], out.action,
                     self.panel)
@@ -543,8 +543,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="an environment variable for the Ray session (e.g. a Serve setting)")
     ap.add_argument("--haproxy", action="store_true",
                     help="experiment: Ray Serve's HAProxy ingress (RAY_SERVE_ENABLE_HA_PROXY=1, "
-                    "which also sends HTTP straight to the replica), with its files in the temp "
-                    "dir and free ports for its stats and metrics")
+                    "which also sends HTTP straight to the replica), with its files in a private "
+                    "short directory and free ports for its stats and metrics")
     args = ap.parse_args(argv)
     if args.quick:
         args.rounds, args.sequential, args.burst = 2, 30, 200
