@@ -32,9 +32,10 @@ from consensus.coordinator import Coordinator, Panel, ballots_of
 from consensus.deliberation import run_debate
 from consensus.errors import ConfigError
 from consensus.experiments import Polled
-from consensus.generator import Generator
+from consensus.generator import Generator, GeneratorSpec
 from consensus.interventions import EscalationHook, InputScreen, Interventions
 from consensus.metrics import summarize
+from consensus.policy import Policy
 from consensus.reload import ConstitutionWatcher
 from consensus.reports.files import (
     DecisionLog,
@@ -211,10 +212,14 @@ def watcher_for(scenario: Scenario) -> ConstitutionWatcher:
 
 
 def interventions_for(scenario: Scenario,
-                      on_escalate: EscalationHook | None = None) -> Interventions:
-    """The scenario's generator, principle texts and input screen, ready for a coordinator."""
-    spec = scenario.file.generator
-    return Interventions(scenario.file.policy,
+                      on_escalate: EscalationHook | None = None, *,
+                      policy: Policy | None = None,
+                      generator: GeneratorSpec | None = None) -> Interventions:
+    """The scenario's generator, principle texts and input screen, ready for a coordinator
+    (``policy`` replaces the scenario's; ``generator`` serves when the scenario has none, as
+    the service's upstream does)."""
+    spec = scenario.file.generator or generator
+    return Interventions(policy or scenario.file.policy,
                          generator=Generator(spec) if spec is not None else None,
                          principles=scenario.principle_texts(),
                          screen=InputScreen(scenario.constitutions()),

@@ -25,9 +25,9 @@ import structlog
 
 from consensus.coordinator import Coordinator
 from consensus.errors import ConfigError
-from consensus.generator import Generator, GeneratorSpec
-from consensus.interventions import InputScreen, Interventions
+from consensus.generator import Generator
 from consensus.policy import Policy
+from consensus.runner import interventions_for, watcher_for
 from consensus.service.config import DEFAULT_POLICY, ServedPanel, ServiceConfig
 from consensus.service.metrics import Event, outcome_events
 from consensus.store import DuplicateDecision, open_store
@@ -147,10 +147,7 @@ class Runtime:
             strategy = sc.strategy if choice.strategy == sc.strategy.name else \
                 self._strategy(served, choice.strategy)
             policy = self.policy_of(choice)
-            spec: GeneratorSpec | None = sc.file.generator or self.config.upstream
-            inter = Interventions(policy, generator=Generator(spec) if spec else None,
-                                  principles=sc.principle_texts(),
-                                  screen=InputScreen(sc.constitutions()))
+            inter = interventions_for(sc, policy=policy, generator=self.config.upstream)
             coord = Coordinator(self.panels[choice.panel], strategy, policy, refit=False,
                                 run_id=served.run_id, interventions=inter,
                                 constitution_version=constitution_version(sc))
@@ -229,8 +226,6 @@ class Runtime:
 
 def constitution_version(scenario: Any) -> str | None:
     """The version stamp of a panel's constitutions (as hot reload computes it)."""
-    from consensus.runner import watcher_for
-
     if not scenario.constitution_files:
         return None
     return watcher_for(scenario).version()
