@@ -56,6 +56,7 @@ import multiprocessing as mp
 import os
 import platform
 import re
+import secrets
 import shutil
 import statistics
 import sys
@@ -134,6 +135,12 @@ def role_of(proc: Any) -> str:
         if key in joined:
             return name
     return Path(first).name or proc.name()
+
+
+# the service runs with a bearer token, as one that listens beyond loopback must (and as
+# Serve's HAProxy ingress requires): its check is part of what HTTP costs
+TOKEN = secrets.token_hex(16)
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 CPU_GROUPS = {"ServeReplica": "replica", "ProxyActor": "Serve proxy", "haproxy": "Serve proxy",
@@ -567,12 +574,14 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging("warning")
     started = time.perf_counter()
     # a short path of its own: HAProxy takes socket paths of at most 97 characters
-    hap = tempfile.mkdtemp(prefix="hap", dir="/tmp") if args.haproxy else None
+    from consensus.service.serve import haproxy_env
+
+    hap = haproxy_env() if args.haproxy else None  # the one `consensus serve --ingress` sets
     with tempfile.TemporaryDirectory(prefix="consensus-bench-service-") as tmpdir, \
             ServerProcess() as srv:
         tmp = Path(tmpdir)
         if hap is not None:
-            os.environ.update(haproxy_env(Path(hap)))
+            os.environ.update(hap)
         ray.init(num_cpus=os.cpu_count() or 2, include_dashboard=False,
                  logging_level=logging.ERROR, log_to_driver=True)
         try:
@@ -583,7 +592,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             ray.shutdown()
     if hap is not None:
-        shutil.rmtree(hap, ignore_errors=True)
+        shutil.rmtree(hap["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"], ignore_errors=True)
     res["loopback calls"] = srv.total
     res["wall_s"] = time.perf_counter() - started
     res["settings"] = {k: v for k, v in vars(args).items() if k != "json"}
@@ -595,31 +604,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def haproxy_env(folder: Path) -> dict[str, str]:
-    """Serve's HAProxy settings with private paths and ports (its defaults, /tmp/haproxy-serve
-    and ports 8404 and 9101, are one per machine: two services on a machine would share them)."""
-    from tests.service_support import free_port
-
-    return {"RAY_SERVE_ENABLE_HA_PROXY": "1",
-            "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(folder / "haproxy.cfg"),
-            "RAY_SERVE_HAPROXY_SOCKET_PATH": str(folder / "admin.sock"),
-            "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": str(folder / "metrics.sock"),
-            "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(folder),
-            "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(folder / "server-state"),
-            "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
-            "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port())}
-
-
 def run(args: argparse.Namespace, tmp: Path, base_url: str, procs: Processes) -> dict[str, Any]:
+    from consensus.service.auth import Tokens
     from consensus.service.config import load_service
     from consensus.service.serve import start_service
     from tests.service_support import free_port
+
+    tokens = Tokens.parse(f"bench:{TOKEN}")
 
     port = free_port()
     res: dict[str, Any] = {}
     cfg = load_service([write_files(tmp, base_url, args)], store=str(tmp / "llm5.sqlite"))
     t0 = time.perf_counter()
-    svc = start_service(cfg, host="127.0.0.1", port=port, name="consensus")
+    svc = start_service(cfg, host="127.0.0.1", port=port, name="consensus", tokens=tokens)
     say(f"llm5 service ready in {time.perf_counter() - t0:.1f} s at {svc.url}")
     try:
         res |= asyncio.run(llm_phases(svc, args, procs, tmp))
@@ -628,7 +625,7 @@ def run(args: argparse.Namespace, tmp: Path, base_url: str, procs: Processes) ->
     # the offline panel, as `consensus serve scenarios/safety_smoke.yaml` serves it (same port:
     # Serve's proxy stays up between the two applications)
     cfg = load_service([ROOT / "scenarios" / "safety_smoke.yaml"], store=str(tmp / "smoke.sqlite"))
-    svc = start_service(cfg, host="127.0.0.1", port=port, name="consensus")
+    svc = start_service(cfg, host="127.0.0.1", port=port, name="consensus", tokens=tokens)
     try:
         res["offline"] = asyncio.run(offline_phase(svc, args))
     finally:
@@ -641,7 +638,8 @@ async def llm_phases(svc: Any, args: argparse.Namespace, procs: Processes,
     import aiohttp
 
     k = args.in_flight
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=k)) as http:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=k),
+                                     headers=AUTH) as http:
         b = Bench(svc, "llm5", texts, http)
         app = AppInProcess(svc, tmp)
         say("warm-up")
@@ -684,7 +682,7 @@ async def offline_phase(svc: Any, args: argparse.Namespace) -> dict[str, Any]:
     import aiohttp
 
     items = smoke_items()
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=AUTH) as http:
         b = Bench(svc, "safety_smoke", lambda i: items[i % len(items)], http)
         say(f"3. offline panel ({svc.panels['safety_smoke'].size} judges: "
             f"{', '.join(s.name for s in svc.panels['safety_smoke'].specs)}; disabled: "

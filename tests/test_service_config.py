@@ -141,3 +141,108 @@ def test_a_request_the_panel_does_not_decide_in_time_fails_closed():
     assert decision_of(out) == "no_consensus" and "request_timeout_s (30s)" in out.reason
     assert [d.subject for d in out.decisions] == ["a", "b"]
     assert all(not d.quorum_met and d.label is None for d in out.decisions)
+
+
+def test_metric_events_leave_in_one_call_per_flush_period(tmp_path):
+    """A replica's metric events are batched: none is sent per request, all of them leave in one
+    call when the period ends (or at once on flush, as /metrics does)."""
+    import asyncio
+
+    from consensus.service import runtime as rt
+
+    calls: list[list] = []
+
+    class Hub:
+        class record:  # an actor method: hub.record.remote(events)
+            @staticmethod
+            def remote(events):
+                calls.append(list(events))
+
+    cfg = load_service([service_file(tmp_path)], store=str(tmp_path / "s.sqlite"))
+    runtime = rt.Runtime(cfg, {}, hub=Hub())
+
+    async def go():
+        for i in range(5):
+            runtime.emit([("requests", {"i": i})])
+        assert calls == []
+        await asyncio.sleep(rt.METRICS_FLUSH_S + 0.2)
+        assert len(calls) == 1 and len(calls[0]) == 5
+        runtime.emit([("requests", {"i": 5})])
+        runtime.flush()
+        assert len(calls) == 2 and calls[1] == [("requests", {"i": 5})]
+        await asyncio.sleep(rt.METRICS_FLUSH_S + 0.1)
+        assert len(calls) == 2  # the flush cancelled the timer: nothing sent twice
+
+    try:
+        asyncio.run(go())
+    finally:
+        runtime.close()
+    runtime.emit([("requests", {"i": 6})])  # no event loop: sent at once
+    assert calls[-1] == [("requests", {"i": 6})]
+
+
+def _asgi_run(app_coro_factory, messages):
+    """Drive ``until_disconnect`` with scripted client messages; return what was sent."""
+    import asyncio
+
+    sent: list[dict] = []
+
+    async def go():
+        queue: asyncio.Queue = asyncio.Queue()
+        for m in messages:
+            queue.put_nowait(m)
+
+        async def send(message):
+            sent.append(message)
+
+        await app_coro_factory(queue.get, send)
+
+    asyncio.run(go())
+    return sent
+
+
+def test_a_chunked_body_over_the_limit_is_refused_with_413():
+    from consensus.service.app import until_disconnect
+
+    reached = []
+
+    async def inner(scope, receive, send):
+        reached.append(scope)
+
+    sent = _asgi_run(lambda receive, send: until_disconnect(
+        inner, {"type": "http", "path": "/v1/consensus"}, receive, send, 10),
+        [{"type": "http.request", "body": b"x" * 8, "more_body": True},
+         {"type": "http.request", "body": b"x" * 8, "more_body": False}])
+    assert reached == []
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 413
+    assert b"over the limit of 10 bytes" in sent[1]["body"]
+
+
+def test_a_client_that_leaves_cancels_the_request_and_the_app_gets_its_body():
+    import asyncio
+
+    from consensus.service.app import until_disconnect
+
+    seen: dict = {}
+
+    async def inner(scope, receive, send):
+        seen["body"] = (await receive())["body"]
+        try:
+            await asyncio.sleep(30)  # a judge call
+        except asyncio.CancelledError:
+            seen["cancelled"] = True
+            raise
+
+    async def client_leaves(receive, send):
+        async def slow_receive():
+            m = await receive()
+            if m["type"] == "http.disconnect":
+                await asyncio.sleep(0.1)  # the client goes away while the app works
+            return m
+
+        await asyncio.wait_for(until_disconnect(
+            inner, {"type": "http", "path": "/v1/consensus"}, slow_receive, send, 1000), 5)
+
+    _asgi_run(client_leaves, [{"type": "http.request", "body": b"{}", "more_body": False},
+                              {"type": "http.disconnect"}])
+    assert seen == {"body": b"{}", "cancelled": True}

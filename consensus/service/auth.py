@@ -107,10 +107,12 @@ def is_loopback(host: str) -> bool:
             return False
 
 
-def require_tokens(host: str, tokens: Tokens) -> None:
-    """Refuse to start on a non-loopback address without tokens (fail closed)."""
+def require_tokens(host: str, tokens: Tokens, *, why: str | None = None) -> None:
+    """Refuse to start on a non-loopback address without tokens (fail closed); ``why`` names
+    what binds it when that is not ``--host``."""
     if not tokens and not is_loopback(host):
+        what = (f"{why} makes the service listen on {host}, beyond this machine" if why
+                else f"binding {host} exposes the service beyond this machine")
         raise ConfigError(
-            f"binding {host} exposes the service beyond this machine, so it needs bearer "
-            f"tokens: set {TOKENS_ENV} (name:token entries) or pass --tokens-file",
-            field="--host")
+            f"{what}, so it needs bearer tokens: set {TOKENS_ENV} (name:token entries) or "
+            "pass --tokens-file", field="--ingress" if why else "--host")
