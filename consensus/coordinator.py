@@ -39,6 +39,7 @@ from typing import Any
 import ray
 import structlog
 
+from consensus.competence import CompetenceSource, as_source, check_strategy
 from consensus.deliberation import run_debate
 from consensus.errors import ConfigError
 from consensus.interventions import InputScreen, Interventions
@@ -334,6 +335,10 @@ class Coordinator:
         interventions: Generator, principle texts, input screen and escalation hook (default:
             offline, no generator: a revise redacts located spans, a regenerate falls back).
         constitution_version: Stamped on every outcome (hot reload replaces it).
+        competences: A store (or :class:`~consensus.competence.CompetenceSource`) whose
+            reviews set the judges' competences: read before each request's decision and
+            turned into the strategy's parameters (weighted, log_odds, calibrated; see
+            :mod:`consensus.competence`). Required when the strategy has ``from_reviews``.
     """
 
     def __init__(self, panel: Any, strategy: Strategy, policy: Policy | None = None, *,
@@ -341,9 +346,12 @@ class Coordinator:
                  interventions: Interventions | None = None,
                  constitution_version: str | None = None,
                  watcher: ConstitutionWatcher | None = None,
-                 reload_interval_s: float = RELOAD_INTERVAL_S):
+                 reload_interval_s: float = RELOAD_INTERVAL_S,
+                 competences: Any = None):
         self.panel = panel
         self.strategy = strategy
+        self.competences: CompetenceSource | None = as_source(competences)
+        check_strategy(strategy, self.competences)
         self.policy = policy or Policy()
         self.refit = refit  # False: the strategy was fitted beforehand (e.g. on labelled data)
         self.run_id = run_id  # stamped on every outcome
@@ -469,12 +477,16 @@ class Coordinator:
                            f"famil{'y' if len(have) == 1 else 'ies'} "
                            f"({', '.join(sorted(str(f) for f in have)) or 'none'}), "
                            f"{self.policy.min_families} required")
-        d = self.strategy.aggregate(ballot)  # most strategies compute the agreement themselves
+        d = (self.strategy.aggregate(ballot) if self.competences is None  # most strategies
+             else self.competences.decide(self.strategy, ballot))  # compute the agreement
         return d if d.agreement is not None else d.model_copy(
             update={"agreement": agreement_of(ballot)})
 
     def decide_ballots(self, request: Request, votes: Sequence[Vote]) -> list[Decision]:
-        """One decision per subject of ``request`` (quorum, then the strategy)."""
+        """One decision per subject of ``request`` (quorum, then the strategy); the
+        competences from reviews, if any, are read first (one SELECT)."""
+        if self.competences is not None:
+            self.competences.refresh()
         return [self.aggregate(b) for b in ballots_of(request, votes)]
 
     def conclude(self, request: Request, votes: Sequence[Vote], latency_s: float,
@@ -515,7 +527,8 @@ class Coordinator:
             principle=choice.principle, severity=choice.severity,
             constitution_version=version,  # the one it was polled under (a reload may follow)
             deliberation=deliberation,
-        )
+            escalation=choice.escalation,  # queued for review, action unchanged (spot checks,
+        )                                  # a principle's block over a split panel)
         return outcome, choice
 
     async def _finish(self, request: Request, votes: Sequence[Vote], start: float,
@@ -602,7 +615,10 @@ class Coordinator:
             polls = await asyncio.gather(*(bounded(r) for r in requests))
             all_ballots = [b for r, (got, _, _) in zip(requests, polls, strict=True)
                            if not isinstance(got, Outcome) for b in ballots_of(r, got[0])]
-            self.strategy = fit_strategy(self.strategy, mask_gold(all_ballots))
+            masked = mask_gold(all_ballots)
+            self.strategy = fit_strategy(self.strategy, masked)
+            if self.competences is not None:  # calibrated fits the reviews' gold and these
+                self.competences.unlabelled = masked
             out = []
             for r, (got, start, version) in zip(requests, polls, strict=True):
                 outcome = await finished(r, got, start, version)

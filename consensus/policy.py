@@ -12,6 +12,23 @@ rejection decided with a probability below ``escalate_below`` goes to a human (`
 instead. A principle asking for ``flag`` never delivers a rejected candidate: it flags a candidate
 the panel accepts (a violation below a judge's reject bar), which is delivered and recorded.
 
+Escalation to the review queue (:mod:`consensus.review`) has four causes, each with a priority
+(0 low .. 3 most urgent) and a reason:
+
+* no quorum / no consensus: ``on_no_consensus: escalate`` (priority 2);
+* low agreement: a decided ballot whose vote margin (top share minus second) is below
+  ``escalate_margin_below``, or a rejection decided with probability below ``escalate_below``
+  (priority 1, or the principle's severity);
+* a severe principle with a split panel: a vote names a violated principle of at least
+  ``escalate_split_severity`` on a candidate other valid votes accept (priority by severity:
+  high 2, critical 3). A candidate the panel accepted is withheld (escalate); a principle's
+  block stands, with the escalation attached for review;
+* spot checks: a deterministic, seeded sample (``spot_check_rate``, ``spot_check_seed``) of
+  delivered outputs is queued with priority 0 and reason ``spot check``; the action stays.
+
+The last two attach an :class:`~consensus.types.Escalation` to the :class:`Choice` without
+changing a delivering (or blocking) action; the coordinator copies it onto the outcome.
+
 The policy only chooses; :mod:`consensus.interventions` carries ``revise`` and ``regenerate`` out
 (a generator, or the offline redaction of located spans, at most ``max_rounds`` revisions or
 ``max_attempts`` regenerations, each judged again by the panel) and falls back to ``fallback``
@@ -29,6 +46,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 from typing import Any, Literal, NamedTuple
@@ -36,12 +54,23 @@ from typing import Any, Literal, NamedTuple
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from consensus.constitution import SEVERITY_RANK
-from consensus.types import ACCEPT, REJECT, Action, Decision, Request, Severity, Vote
+from consensus.types import (
+    ACCEPT,
+    REJECT,
+    Action,
+    Decision,
+    Escalation,
+    Request,
+    Severity,
+    Vote,
+)
 
 SEVERITY_OF_ACTION: dict[str, int] = {
     "block": 5, "escalate": 4, "revise": 3, "regenerate": 2, "flag": 1, "accept": 0,
 }
 DEFAULT_REFUSAL = "I can't help with that request."
+SPOT_CHECK = "spot check"
+"""Reason of a spot-check escalation (priority 0; the action is unchanged)."""
 
 Withhold = Literal["block", "escalate", "revise", "regenerate"]
 """Actions that deliver no candidate: the only ones allowed when the panel rejects or cannot
@@ -52,7 +81,9 @@ class Choice(NamedTuple):
     """What the policy chose for one request.
 
     ``principle`` and ``severity`` name the violated principle that chose the action (None when
-    the action comes from the policy itself); ``target`` is the candidate a ``revise`` rewrites.
+    the action comes from the policy itself); ``target`` is the candidate a ``revise`` rewrites;
+    ``escalation`` queues the decision for review without changing its action (spot checks, a
+    principle's block over a split panel).
     """
 
     action: Action
@@ -62,6 +93,7 @@ class Choice(NamedTuple):
     principle: str | None = None
     severity: Severity | None = None
     target: str | None = None
+    escalation: Escalation | None = None
 
 
 class Policy(BaseModel):
@@ -118,6 +150,21 @@ class Policy(BaseModel):
         "candidates are judged; a blocked prompt is not judged. The prompt is always screened "
         "before a generator is asked for a draft.")
 
+    escalate_margin_below: float | None = Field(
+        default=None, ge=0, le=1, description="A decided ballot whose vote margin (top share "
+        "minus the second) is below this goes to a human (escalate): the panel is split. An "
+        "accepted candidate is withheld until reviewed; a principle's block stands.")
+    escalate_split_severity: Severity | None = Field(
+        default=None, description="A vote naming a violated principle of at least this "
+        "severity on a candidate other valid votes accept (a split panel) goes to a human: an "
+        "accepted candidate is withheld (escalate), a principle's block stands and is queued "
+        "for review.")
+    spot_check_rate: float = Field(
+        default=0.0, ge=0, le=1, description="Share of delivered outputs (accept, flag) also "
+        "queued for review (priority 0, reason 'spot check'); the action stays. The sample "
+        "is deterministic: a hash of spot_check_seed and the request id.")
+    spot_check_seed: int = Field(default=0, description="Seed of the spot-check sample.")
+
     recusal: Literal["family", "model", "off"] = Field(
         default="family", description="A judge abstains (kind recusal, without a call) on a "
         "candidate generated by its own model family (family) or its own model (model); "
@@ -138,6 +185,15 @@ class Policy(BaseModel):
             raise ValueError(f"a quorum count must be at least 1, got {v}")
         if isinstance(v, float) and not 0.0 < v <= 1.0:
             raise ValueError(f"a quorum share must lie in (0, 1], got {v}")
+        return v
+
+    @field_validator("spot_check_rate", "escalate_margin_below", "flag_below",
+                     "escalate_below", mode="before")
+    @classmethod
+    def _no_bool(cls, v: Any) -> Any:
+        if isinstance(v, bool):
+            raise ValueError(  # noqa: TRY004 - pydantic reports ValueError, not TypeError
+                f"expected a number in [0, 1], got {v!r}")
         return v
 
     def check_panel(self, panel_size: int) -> str | None:
@@ -171,6 +227,82 @@ class Policy(BaseModel):
     def choose(self, request: Request, decisions: Sequence[Decision],
                votes: Sequence[Vote]) -> Choice:
         """Map decisions to a :class:`Choice` (see the module docstring)."""
+        choice = self._choose(request, decisions, votes)
+        if choice.action not in ("accept", "flag") or choice.candidate is None:
+            return choice
+        return self._review_delivery(request, decisions, votes, choice)
+
+    def spot_checked(self, request_id: str) -> bool:
+        """Whether the seeded spot-check sample holds ``request_id`` (the same answer on
+        every replica and every resumed run).
+
+        Example:
+            >>> Policy(spot_check_rate=1.0).spot_checked("q1"), Policy().spot_checked("q1")
+            (True, False)
+        """
+        if self.spot_check_rate <= 0.0:
+            return False
+        digest = hashlib.sha256(f"{self.spot_check_seed}:{request_id}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2.0**64 < self.spot_check_rate
+
+    def _review_delivery(self, request: Request, decisions: Sequence[Decision],
+                         votes: Sequence[Vote], choice: Choice) -> Choice:
+        """A delivery the panel is split on goes to a human instead; else a spot check may
+        queue it for review (the action stays)."""
+        cid = choice.candidate or ""
+        subject = "*" if request.task == "pairwise" else cid
+        d = next((d for d in decisions if d.subject == subject), None)
+        severe = self._severe_split(votes, [cid] if request.task == "verdict" else [])
+        if severe is not None:  # the most urgent reason first: it sets the priority
+            pid, sev, why = severe
+            return Choice("escalate", None, None, f"{choice.reason}; {why}: escalate", pid,
+                          sev)
+        split = self._thin_margin([d] if d is not None else [])
+        if split:
+            return Choice("escalate", None, None, f"{choice.reason}; {split}: escalate")
+        if self.spot_checked(request.id):
+            return choice._replace(escalation=Escalation(priority=0, reason=SPOT_CHECK))
+        return choice
+
+    def _thin_margin(self, decisions: Sequence[Decision]) -> str | None:
+        """Why the panel is split on one of ``decisions`` (margin below
+        ``escalate_margin_below``), else None."""
+        if self.escalate_margin_below is None:
+            return None
+        for d in decisions:
+            if d.label is not None and d.agreement is not None \
+                    and d.agreement.margin < self.escalate_margin_below:
+                return (f"the panel is split on {d.subject} (vote margin "
+                        f"{d.agreement.margin:.2f} < {self.escalate_margin_below})")
+        return None
+
+    def _severe_split(self, votes: Sequence[Vote],
+                      subjects: Sequence[str]) -> tuple[str, Severity, str] | None:
+        """(principle, severity, why) of the most severe principle at or above
+        ``escalate_split_severity`` that a vote names on one of ``subjects`` while another
+        valid vote accepts it; None when there is none."""
+        if self.escalate_split_severity is None or not subjects:
+            return None
+        bar = SEVERITY_RANK[self.escalate_split_severity]
+        found: list[tuple[int, str, Severity, str]] = []
+        for cid in subjects:
+            on = [v for v in votes if v.candidate_id == cid and v.label is not None]
+            if not any(v.label == ACCEPT for v in on):
+                continue  # the panel is not split on it
+            for v in on:
+                for viol in v.violations:
+                    sev = viol.severity
+                    if v.label != ACCEPT and sev is not None and SEVERITY_RANK[sev] >= bar:
+                        found.append((SEVERITY_RANK[sev], viol.principle, sev, cid))
+        if not found:
+            return None
+        _, pid, sev, cid = max(found, key=lambda t: (t[0], t[1]))
+        n_acc = sum(v.label == ACCEPT for v in votes if v.candidate_id == cid)
+        return pid, sev, (f"split panel on {cid} over {sev} principle {pid} ({n_acc} valid "
+                          "vote(s) accept it)")
+
+    def _choose(self, request: Request, decisions: Sequence[Decision],
+                votes: Sequence[Vote]) -> Choice:
         if request.task == "pairwise":
             (d,) = decisions
             if d.label is None:
@@ -235,10 +367,27 @@ class Policy(BaseModel):
                 why += (f"; the panel is unsure (reject probability {sure:.2f} < "
                         f"{self.escalate_below}): escalate")
                 action = "escalate"
+        escalation: Escalation | None = None
+        if action != "escalate":
+            split = self._thin_margin([d for d in decisions if d.label == REJECT])
+            severe = self._severe_split(votes, rejected)
+            if action == "block" and principle and (split or severe):
+                # the block stands (fail closed); a human still looks at the split panel
+                pid, sev = (severe[0], severe[1]) if severe else (principle, severity)
+                note = severe[2] if severe else split or ""
+                escalation = Escalation(priority=SEVERITY_RANK.get(sev or "", 1),
+                                        reason=f"{why}; {note}", principles=(pid,))
+            elif severe is not None:
+                principle, severity = severe[0], severe[1]
+                why += f"; {severe[2]}: escalate"
+                action = "escalate"
+            elif split:
+                why += f"; {split}: escalate"
+                action = "escalate"
         if action == "revise" and target is None:
             target = rejected[0] if rejected else None
         return Choice(action, None, self._text_for(action, principle), why, principle,
-                      severity, target)
+                      severity, target, escalation)
 
     def _raised(self, action: Action, severity: Severity | None) -> Action:
         """``action``, raised to the least action the policy declares for ``severity``."""

@@ -1,7 +1,9 @@
 """Run a scenario on Ray: start the panel, decide every request, record, summarise.
 
-Every decision is written to the SQLite store and to ``decisions.jsonl`` as soon as it is made
-(one transaction each), so an interrupted run keeps what it decided. The output folder is
+Every decision is written to the store (for ``consensus run``, by default ``consensus.sqlite``
+in the user's data directory) with its votes, request and drafts, and to ``decisions.jsonl``, as soon as it is made
+(one transaction each), so an interrupted run keeps what it decided, and ``resume`` continues it
+without deciding a committed request again (docs/store.md). The output folder is
 locked for the run (:class:`~consensus.reports.files.RunFolder`). At the end (or when the run is
 interrupted, with status ``interrupted``) the run writes
 ``summary.json``, ``decisions.csv``, ``votes.csv`` and ``report.html`` (see :mod:`consensus.reports.files`).
@@ -15,6 +17,8 @@ Example (needs Ray)::
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import os
 import time
@@ -27,6 +31,7 @@ from typing import Any
 import ray
 import structlog
 
+from consensus.competence import wants_reviews
 from consensus.constitution import Constitution, load_constitution
 from consensus.coordinator import Coordinator, Panel, ballots_of
 from consensus.deliberation import run_debate
@@ -46,7 +51,7 @@ from consensus.reports.files import (
 )
 from consensus.reports.html import write_report
 from consensus.scenario import Scenario, load_scenario, scenario_warnings
-from consensus.store import open_store
+from consensus.store import DuplicateDecision, Store, open_store
 from consensus.types import Deliberation, Outcome, Request, RunStatus, RunSummary, Vote
 from strategies.base import Strategy, fit_strategy, learns
 from strategies.debate import Debate
@@ -62,6 +67,8 @@ class RunResult:
     out_dir: Path
     summary: RunSummary
     outcomes: list[Outcome]
+    store: str = ""
+    """Where the decisions are (the store's name: a path, or a DSN without its password)."""
 
 
 def ensure_ray(address: str | None = None) -> None:
@@ -126,28 +133,57 @@ def run_scenario(
     store_path: str | Path | None = None,
     on_progress: Callable[[Request, Outcome], None] | None = None,
     concurrency: int | None = None,
+    resume: str | None = None,
+    on_start: Callable[[RunStart], None] | None = None,
 ) -> RunResult:
     """Run ``scenario`` and write the output directory contract into ``out_dir``.
 
-    The folder is locked for the run and emptied of an earlier run's files first; the store is
-    opened before Ray starts, so a bad ``--out`` or ``--store`` fails at once. Once the panel
-    is up, ``summary.json`` says ``running`` until the end; a run stopped early (Ctrl-C, an
-    error) still writes its summary, CSVs and report for the requests it decided, with status
+    The folder is locked for the run and emptied of an earlier run's files first; the store
+    (``store_path``; by default ``out_dir/consensus.sqlite``, while ``consensus run`` defaults to
+    :func:`~consensus.store.default_store_path`, the user's data directory) is opened before Ray
+    starts, so a bad ``--out`` or ``--store`` fails at once. Once the panel is up,
+    ``summary.json`` says ``running`` until the end; a run stopped early (Ctrl-C, an error)
+    still writes its summary, CSVs and report for the requests it decided, with status
     ``interrupted``.
+
+    With ``resume`` (``"latest"``: the latest unfinished run of the scenario in the store, or a
+    run id) the run continues under its run id: the requests it committed are not decided
+    again (:meth:`~consensus.store.Store.decided_ids`), and at the end every output file is
+    written from the store, so it equals an uninterrupted run's. ``on_start`` hears the run id,
+    the store and how many requests are left, before Ray starts.
+
+    Raises:
+        ConfigError: nothing to resume (no unfinished run of the scenario, an unknown or
+            complete run id), the scenario changed since that run started (its files, dataset,
+            strategy or ``--limit``), or a strategy fitted on the run's own ballots (its fit
+            would differ on the rest).
     """
-    run_id = f"{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     strategy_name = scenario.strategy.name
-    with RunFolder(out_dir, inputs=scenario.input_files()) as folder:
-        folder.claim(run_id)
-        store = open_store(store_path or out_dir / "consensus.sqlite")
-        try:
+    fingerprint = scenario_fingerprint(scenario)
+    store = open_store(store_path or out_dir / "consensus.sqlite")
+    try:
+        if resume is None:
+            run_id = f"{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+            decided: set[str] = set()
+        else:  # refused before the folder is touched: a refusal removes no file
+            run_id = resumable_run(store, scenario, resume, fingerprint)
+            decided = store.decided_ids(run_id)
+        todo = [r for r in scenario.requests if r.id not in decided]
+        with RunFolder(out_dir, inputs=scenario.input_files()) as folder:
+            folder.claim(run_id)
             structlog.contextvars.bind_contextvars(run_id=run_id)
-            ensure_ray(address)
+            ensure_ray(address)  # first: a bad --address is the only thing its error says
+            if on_start:
+                on_start(RunStart(run_id, store.name, len(todo), len(decided)))
             strategy, fitted_on = fit_beforehand(scenario, address=address)
-            store.start_run(run_id, scenario=scenario.name, strategy=strategy_name,
-                            config=scenario.file.model_dump(mode="json"))
+            if resume is None:
+                store.start_run(run_id, scenario=scenario.name, strategy=strategy_name,
+                                config=scenario.file.model_dump(mode="json"),
+                                fingerprint=fingerprint)
+            else:
+                store.reopen_run(run_id)
             start = time.perf_counter()
-            outcomes: list[Outcome] = []
+            outcomes: list[Outcome] = store.outcomes(run_id) if decided else []
             status: RunStatus = "interrupted"
             panel = Panel.start(scenario.judges, scenario.base_dir, payloads=scenario.payloads)
             if not panel.specs:
@@ -163,28 +199,39 @@ def run_scenario(
                 coord = Coordinator(panel, strategy, scenario.file.policy,
                                     refit=fitted_on is None, run_id=run_id,
                                     interventions=interventions_for(scenario),
-                                    watcher=watcher_for(scenario))
+                                    watcher=watcher_for(scenario),
+                                    # from_reviews: the reviews in this store set competences
+                                    competences=store if wants_reviews(strategy) else None)
                 write_summary(out_dir / "summary.json", RunSummary(
                     scenario=scenario.name, strategy=strategy_name, run_id=run_id,
-                    n_requests=0, status="running"))
+                    n_requests=len(outcomes), status="running"))
                 with DecisionLog(out_dir / "decisions.jsonl") as jsonl:
+                    for earlier in outcomes:  # a resumed run's file starts with what it kept
+                        jsonl.write(earlier)
 
                     def record(req: Request, outcome: Outcome) -> None:
-                        store.record(run_id, outcome)
+                        try:
+                            store.record(run_id, outcome, request=req)
+                        except DuplicateDecision:  # committed by another process meanwhile
+                            log.warning("decided_elsewhere", request_id=req.id)
+                            return
                         jsonl.write(outcome)
                         outcomes.append(outcome)
                         if on_progress:
                             on_progress(req, outcome)
 
                     log.info("run_start", scenario=scenario.name, strategy=strategy_name,
-                             n_requests=len(scenario.requests), judges=len(panel.specs))
+                             n_requests=len(todo), resumed=len(decided), judges=len(panel.specs))
                     asyncio.run(coord.run(
-                        scenario.requests, concurrency=concurrency or scenario.file.concurrency,
+                        todo, concurrency=concurrency or scenario.file.concurrency,
                         on_outcome=record,
                     ))
                 status = "complete"
             finally:
                 panel.shutdown()
+                if decided:  # what the store holds, in its order: as an uninterrupted run's
+                    outcomes = store.outcomes(run_id)
+                    rewrite_decisions(out_dir / "decisions.jsonl", outcomes)
                 summary = summarize(
                     scenario=scenario.name, strategy=strategy_name, run_id=run_id,
                     requests=scenario.requests, outcomes=outcomes,
@@ -193,10 +240,89 @@ def run_scenario(
                 ).model_copy(update={"fitted_on": fitted_on, "status": status})
                 store.finish_run(run_id, summary)
                 write_outputs(out_dir, summary, outcomes, scenario.requests)
-        finally:
-            store.close()
+    finally:
+        store.close()
     log.info("run_done", accuracy=summary.accuracy, wall_time_s=round(summary.wall_time_s, 2))
-    return RunResult(run_id, out_dir, summary, outcomes)
+    return RunResult(run_id, out_dir, summary, outcomes, store.name)
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """What a run knows once Ray is up, before its panel starts (for the CLI to print)."""
+
+    run_id: str
+    store: str
+    """The store as messages show it (a path; a DSN without its password)."""
+    todo: int
+    """Requests to decide."""
+    resumed: int
+    """Requests an earlier attempt of this run committed (0 for a new run)."""
+
+
+def scenario_fingerprint(scenario: Scenario) -> str:
+    """A digest of everything that decides a run's outcomes: the scenario file as loaded, the
+    strategy, the requests (dataset, ``--limit``) and the bytes of every input file. A resumed
+    run must have the same."""
+    h = hashlib.sha256()
+    h.update(json.dumps(scenario.file.model_dump(mode="json"), sort_keys=True,
+                        default=str).encode())
+    h.update(scenario.strategy.name.encode())
+    for r in scenario.requests:
+        h.update(r.model_dump_json().encode())
+    for path in sorted(scenario.input_files()):
+        h.update(str(path.name).encode())
+        try:
+            h.update(path.read_bytes())
+        except OSError:  # loading read it; a file gone since then changes the digest
+            h.update(b"\0missing")
+    return h.hexdigest()
+
+
+def resumable_run(store: Store, scenario: Scenario, resume: str, fingerprint: str) -> str:
+    """The run ``--resume`` continues: ``resume`` is ``"latest"`` (the latest unfinished run of
+    the scenario) or a run id. Refuses (ConfigError, field ``--resume``) when there is none,
+    it is complete or of another scenario, the scenario changed, or the strategy is fitted on
+    the run's own ballots."""
+    where = f"in the store {store.name}"
+    if resume == "latest":
+        runs = [r for r in store.runs(scenario=scenario.name) if r["status"] != "complete"]
+        if not runs:
+            raise ConfigError(f"nothing to resume: no unfinished run of scenario "
+                              f"{scenario.name!r} {where}", field="--resume")
+        run = runs[0]
+    else:
+        found = store.run(resume)
+        if found is None:
+            raise ConfigError(f"nothing to resume: no run {resume!r} {where}", field="--resume")
+        run = found
+        if run["scenario"] != scenario.name:
+            raise ConfigError(f"run {resume!r} is of scenario {run['scenario']!r}, not "
+                              f"{scenario.name!r}", field="--resume")
+        if run["status"] == "complete":
+            raise ConfigError(f"nothing to resume: run {resume!r} is complete",
+                              field="--resume")
+    if run["fingerprint"] != fingerprint:
+        raise ConfigError(
+            f"the scenario changed since run {run['run_id']} started (its YAML, dataset, "
+            "constitutions or record files, --strategy or --limit), so its decisions would not "
+            "match the rest; start a new run without --resume", source=str(scenario.source),
+            field="--resume")
+    if scenario.fit_source() is None and learns(scenario.strategy):
+        raise ConfigError(
+            f"strategy {scenario.strategy.name!r} is fitted on the ballots of the whole run; a "
+            "resumed run would fit on the rest only and decide differently; start a new run "
+            "(or fit it beforehand with fit_on)", source=str(scenario.source), field="--resume")
+    return str(run["run_id"])
+
+
+def rewrite_decisions(path: Path, outcomes: Sequence[Outcome]) -> None:
+    """Write decisions.jsonl anew (through a temporary file, replaced in one step)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    with DecisionLog(tmp) as jsonl:
+        for o in outcomes:
+            jsonl.write(o)
+    os.replace(tmp, path)
 
 
 def watcher_for(scenario: Scenario) -> ConstitutionWatcher:

@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     import psycopg
 
 POSTGRES = Dialect(real="DOUBLE PRECISION", seq="\n    seq BIGINT GENERATED ALWAYS AS IDENTITY,",
-                   order="seq")
+                   order="seq", ident="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+                   skip_locked=" FOR UPDATE SKIP LOCKED")
 LOCK_KEY = 0x636F6E73656E7375
 """The advisory lock (``pg_advisory_xact_lock``, per database) that serialises migrations
 (the bytes spell "consensu")."""
@@ -142,6 +143,11 @@ class PgStore(Store):
             cur.executemany(sql.replace("?", "%s"), rows)
 
     def _transaction(self) -> AbstractContextManager[Any]:
+        return self.conn.transaction()
+
+    def _locked(self) -> AbstractContextManager[Any]:
+        # Every multi-statement write starts with a guarded UPDATE of the row it is about,
+        # which holds that row's lock until the transaction ends: enough under READ COMMITTED.
         return self.conn.transaction()
 
     @contextmanager

@@ -398,7 +398,8 @@ class Escalation(_Frozen):
     priority: int = Field(ge=0, le=3, description="0 (low) to 3 (most urgent).")
     reason: str = Field(description="Why a human should look.")
     principles: tuple[str, ...] = Field(default=(), description="Principles involved.")
-    status: Literal["pending"] = Field(default="pending", description="Review status.")
+    status: Literal["pending", "claimed", "reviewed"] = Field(
+        default="pending", description="Review status: pending, claimed by a reviewer, reviewed.")
 
 
 StopReason = Literal["unanimity", "stable", "rounds", "single_round", "no_deliberating_judge"]

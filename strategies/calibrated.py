@@ -190,6 +190,10 @@ class Calibrated:
         min_gold: With fewer gold ballots (or one gold class), fall back to Dawid–Skene; >= 2.
         tie_rule: How a tie in the final probabilities is broken.
         seed: Seed of the fold splits.
+        from_reviews: Take the judges' competences from the human reviews in the store (the
+            coordinator reads them before each decision; see :mod:`consensus.competence`): the
+            reviewed ballots are its gold, refitted when the reviews change. A run without a store
+            refuses it.
 
     Learned (after :meth:`fit`; before it ``aggregate`` falls back to majority vote):
         method_: The chosen model, e.g. ``"stack(0.5 logistic(paired, C=1) + 0.5 grouped(...))"``.
@@ -215,6 +219,7 @@ class Calibrated:
     tie_rule: TieRule = "reject"
     seed: Seed = 0
     name: str = "calibrated"
+    from_reviews: bool = False
 
     method_: str | None = field(init=False, repr=False, compare=False)
     model_: Model | None = field(init=False, repr=False, compare=False)

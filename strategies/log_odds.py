@@ -79,6 +79,10 @@ class LogOdds:
         tol: EM tolerance for the Dawid–Skene source.
         tie_rule: How a tie is broken.
         seed: Seed for the ``random`` tie rule.
+        from_reviews: Take the judges' competences from the human reviews in the store (the
+            coordinator reads them before each decision; see :mod:`consensus.competence`): they
+            replace ``competences`` (a given one is that judge's prior mean). A run without a store
+            refuses it.
 
     Learned (after :meth:`fit`; given competences work without it; otherwise ``aggregate`` falls
     back to majority vote and says so):
@@ -96,6 +100,7 @@ class LogOdds:
     tie_rule: TieRule = "reject"
     seed: int = 0
     name: str = "log_odds"
+    from_reviews: bool = False
 
     competences_: dict[str, float] | None = field(init=False, repr=False, compare=False)
     weights_: dict[str, float] = field(init=False, repr=False, compare=False)

@@ -35,6 +35,10 @@ class Weighted:
         use_confidence: Multiply each weight by the vote's confidence (1 when absent).
         tie_rule: How a tie is broken (default ``reject``).
         seed: Seed for the ``random`` tie rule.
+        from_reviews: Take the judges' competences from the human reviews in the store (the
+            coordinator reads them before each decision; see :mod:`consensus.competence`): each
+            weight is scaled by the judge's learned log-odds weight, 0 at or below chance. A run
+            without a store refuses it.
     """
 
     weights: Weights = field(default_factory=dict)
@@ -43,6 +47,7 @@ class Weighted:
     tie_rule: TieRule = "reject"
     seed: int = 0
     name: str = "weighted"
+    from_reviews: bool = False
 
     def __post_init__(self) -> None:
         check_params(self)

@@ -13,6 +13,21 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_data_dir(tmp_path_factory):
+    """The user data directory (where `consensus run` and `consensus serve` keep their store
+    without --store) is a temporary one for the whole test session, child processes included:
+    tests never write to the real ~/.local/share/consensus."""
+    folder = tmp_path_factory.mktemp("xdg-data")
+    old = os.environ.get("XDG_DATA_HOME")
+    os.environ["XDG_DATA_HOME"] = str(folder)
+    yield folder
+    if old is None:
+        os.environ.pop("XDG_DATA_HOME", None)
+    else:
+        os.environ["XDG_DATA_HOME"] = old
+
+
 @pytest.fixture(scope="module")
 def ray_session():
     """A local Ray cluster for the module (about 5 s to start), shut down after it."""

@@ -125,7 +125,8 @@ def test_no_stored_file_holds_a_key(ray_session, tmp_path):
     out = tmp_path / "out"
     run_scenario(load_scenario(path), out)
     db = sqlite3.connect(out / "consensus.sqlite")
-    stored = "\n".join(str(row) for table in ("runs", "decisions", "votes")
+    stored = "\n".join(str(row) for table in ("runs", "decisions", "votes", "requests",
+                                               "candidates", "interventions")
                        for row in db.execute(f"SELECT * FROM {table}"))
     for text in [stored, *((out / n).read_text() for n in RUN_FILES)]:
         assert KEY[-6:] not in text and KEY[:14] not in text
@@ -220,12 +221,13 @@ def test_keys_the_process_holds_are_masked_in_every_stored_file(tmp_path):
     out = tmp_path / "out"
     proc = subprocess.run(
         [sys.executable, "-m", "consensus.cli.app", "run", str(path), "--out", str(out),
-         "--log-level", "debug"],
+         "--store", str(out / "consensus.sqlite"), "--log-level", "debug"],
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
         env={**os.environ, "FAKE_SERVICE_KEY": held, "RAY_USAGE_STATS_ENABLED": "0"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     db = sqlite3.connect(out / "consensus.sqlite")
-    stored = "\n".join(str(row) for table in ("runs", "decisions", "votes")
+    stored = "\n".join(str(row) for table in ("runs", "decisions", "votes", "requests",
+                                               "candidates", "interventions")
                        for row in db.execute(f"SELECT * FROM {table}"))
     for text in [stored, proc.stderr, proc.stdout, *((out / n).read_text() for n in RUN_FILES)]:
         assert held[-8:] not in text and "DESCRIPTIONkey" not in text

@@ -341,7 +341,7 @@ def test_a_version_1_store_is_migrated_and_a_newer_one_refused(tmp_path):
                        "PRAGMA user_version=1;")
     conn.close()
     store = Store(path)
-    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     assert store.pending_escalations() == []
     assert store.conn.execute("SELECT run_id FROM runs").fetchall() == [("old",)]
     store.conn.execute("PRAGMA user_version=99")

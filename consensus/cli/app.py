@@ -57,6 +57,13 @@ def _register() -> None:
     app.command("judges")(info.judges)
     app.command("schema")(info.schema)
     app.command("train-harm")(train.train_harm)
+    from consensus.cli import export, report
+
+    app.command("export")(export.export)
+    app.command("report")(report.report)
+    from consensus.cli import review
+
+    app.command("review")(review.review)
 
 
 def main(argv: list[str] | None = None) -> None:

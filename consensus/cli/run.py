@@ -14,6 +14,7 @@ from rich.table import Table
 from consensus.files import output_dir
 from consensus.log import configure_logging
 from consensus.scenario import load_scenario
+from consensus.store import default_store_path
 from consensus.types import RunSummary
 
 
@@ -25,7 +26,14 @@ def run(
         help="Join an existing Ray cluster ('auto' or host:port); default: start a local one.")]
         = None,
     store: Annotated[str | None, typer.Option(
-        help="SQLite file or postgresql:// DSN (default OUT/consensus.sqlite).")] = None,
+        help="SQLite file or postgresql:// DSN (default: consensus.sqlite in the user's data "
+        "directory, e.g. ~/.local/share/consensus).")] = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue the latest unfinished run of SCENARIO in the store, "
+        "deciding only what it did not commit.")] = False,
+    resume_run: Annotated[str | None, typer.Option(
+        "--resume-run", metavar="RUN_ID", help="Continue the run RUN_ID (as --resume).")]
+        = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Decide only the first N requests.")]
         = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print summary.json to stdout.")] = False,
@@ -38,7 +46,12 @@ def run(
 ) -> None:
     """Run SCENARIO: every request through the panel, strategy and policy.
 
-    Exit codes: 0 done; 2 bad input; 3 a judge abstained above --fail-on-abstain-rate;
+    The store (printed at the start) keeps every decision as it is committed; a run that was
+    killed or stopped continues with ``consensus run SCENARIO --resume`` (the latest
+    unfinished run of SCENARIO) or ``--resume-run RUN_ID``.
+
+    Exit codes: 0 done; 2 bad input (also: nothing to resume, or the scenario changed since
+    the run to resume started); 3 a judge abstained above --fail-on-abstain-rate;
     130 interrupted.
     """
     configure_logging(log_level)
@@ -47,19 +60,28 @@ def run(
         sc = sc.limited(limit)
     out_dir = output_dir(out or Path("out") / sc.name)  # a bad --out fails before Ray starts
     console = Console(stderr=True)
-    from consensus.runner import run_scenario  # imports Ray: only when running
+    from consensus.runner import RunStart, run_scenario  # imports Ray: only when running
 
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, transient=True) as progress:
         task = progress.add_task(f"{sc.name} ({sc.strategy.name})", total=len(sc.requests))
-        result = run_scenario(sc, out_dir, address=address, store_path=store,
-                              on_progress=lambda *_: progress.advance(task))
+
+        def started(s: RunStart) -> None:
+            again = f", resuming: {s.resumed} decided, {s.todo} to go" if s.resumed else ""
+            console.print(f"[dim]run {s.run_id}{again}; store {s.store}[/dim]", soft_wrap=True)
+            progress.advance(task, s.resumed)
+
+        result = run_scenario(sc, out_dir, address=address,
+                              store_path=store or default_store_path(),
+                              resume=resume_run or ("latest" if resume else None),
+                              on_start=started, on_progress=lambda *_: progress.advance(task))
     if as_json:
         print(json.dumps(result.summary.model_dump(mode="json"), indent=2))
     else:
         show_summary(Console(), result.summary)
         Console().print(f"[dim]wrote {out_dir}/summary.json, decisions.jsonl, decisions.csv, "
-                        f"votes.csv, report.html (run {result.run_id})[/dim]")
+                        f"votes.csv, report.html (run {result.run_id}; store {result.store})"
+                        "[/dim]")
     for line in result.summary.warnings:  # on stderr, even with --json
         console.print(f"[bold yellow]warning: {line}[/bold yellow]")
     if fail_on_abstain_rate is not None:

@@ -7,6 +7,12 @@ deployment (:mod:`consensus.service.serve`) builds one per replica. Routes:
 * ``POST /v1/chat/completions``: the OpenAI-compatible guardrail proxy (:mod:`.proxy`).
 * ``GET /v1/panels``: the panels, their judges, strategies and policies, and what the caller's
   token may choose.
+* The review queue (:mod:`consensus.review`; the reviewer is the bearer token's name):
+  ``GET /v1/reviews`` (the queue: ``run_id``, ``status``, ``limit``), ``POST /v1/reviews/claim``
+  (the next item, or a named one), ``GET /v1/reviews/{run_id}/{request_id}`` (an item's
+  details), ``POST /v1/reviews/{run_id}/{request_id}`` (the verdict),
+  ``POST /v1/reviews/{run_id}/{request_id}/release`` and ``POST /v1/reviews/undo`` (the
+  reviewer's last review). 404: unknown item; 409: claimed by someone else (or not claimed).
 * ``GET /healthz`` (the process answers), ``GET /readyz`` (panels and store ready),
   ``GET /metrics`` (Prometheus text), ``GET /openapi.json`` (the schema).
 
@@ -39,7 +45,11 @@ from consensus.service.runtime import ApiError, Runtime
 from consensus.service.schemas import (
     CandidateIn,
     ChatRequest,
+    ClaimRequest,
     ConsensusRequest,
+    ReleaseRequest,
+    ReviewerIn,
+    ReviewRequest,
     consensus_body,
     decision_of,
 )
@@ -131,7 +141,7 @@ def build_app(runtime: Runtime, tokens: Tokens | None = None) -> FastAPI:
                                            limits.max_body_bytes)
             finally:
                 if path.startswith("/v1/"):
-                    runtime.request_done(path, status, started)
+                    runtime.request_done(endpoint_of(path), status, started)
 
     app.add_middleware(Guard)
 
@@ -254,6 +264,99 @@ def build_app(runtime: Runtime, tokens: Tokens | None = None) -> FastAPI:
         return {"panels": out, "policies": policies, "upstream": (
             cfg.upstream.model if cfg.upstream else None)}
 
+    # ------------------------------------------------------------------ the review queue
+    async def optional_body(request: Request, model: Any) -> Any:
+        raw = await request.body()
+        return model() if not raw.strip() else await body_of(request, model)
+
+    def reviewer_of(request: Request, body: ReviewerIn) -> str:
+        principal = request.state.principal
+        if principal is None:  # a service without tokens (loopback only)
+            return body.reviewer or "local"
+        if body.reviewer is not None and body.reviewer != principal:
+            raise ApiError(403, "the reviewer is the bearer token's name; leave reviewer out",
+                           kind="permission_error", param="reviewer")
+        return str(principal)
+
+    def review_runs(request: Request, run_id: str | None = None) -> list[str] | None:
+        """The runs whose items this token may review: those of the panels its ``access``
+        allows (None: every run in the store). Naming another run is a 403: an item holds a
+        prompt and candidates the token could not ask for."""
+        cfg = runtime.config
+        principal = request.state.principal
+        acc = cfg.access.get(principal) if principal is not None else None
+        if acc is None or acc.panels is None:
+            return None
+        runs = [cfg.panels[p].run_id for p in acc.panels if p in cfg.panels]
+        if run_id is not None and run_id not in runs:
+            raise ApiError(403, f"this token may not review items of run {run_id!r}",
+                           kind="permission_error", param="run_id")
+        return runs
+
+    @app.get("/v1/reviews", summary="The review queue, most urgent first")
+    async def review_queue(request: Request, run_id: str | None = None,
+                           status: str = "pending", limit: int = 100) -> dict[str, Any]:
+        runs = review_runs(request, run_id)
+        if runs is None or run_id is not None:
+            return {"items": await runtime.review("list", run_id, status, limit)}
+        items = [i for r in runs for i in await runtime.review("list", r, status, limit)]
+        items.sort(key=lambda i: -int(i["priority"]))  # stable: each run's order kept
+        return {"items": items[:limit]}
+
+    @app.post("/v1/reviews/claim", summary="Claim the next item (or a named one)")
+    async def review_claim(request: Request) -> dict[str, Any]:
+        body: ClaimRequest = await optional_body(request, ClaimRequest)
+        who = reviewer_of(request, body)
+        runs = review_runs(request, body.run_id)
+        if runs is None or body.run_id is not None:
+            item = await runtime.review("claim", who, body.run_id, body.request_id)
+            return {"reviewer": who, "item": item}
+        if body.request_id is not None:
+            raise ApiError(400, "name the run_id of the request to claim", param="run_id")
+        urgency = {}  # the allowed run with the most urgent pending item is tried first
+        for run in runs:
+            top = await runtime.review("list", run, "pending", 1)
+            urgency[run] = int(top[0]["priority"]) if top else -1
+        item = None
+        for run in sorted(runs, key=lambda r: -urgency[r]):
+            item = await runtime.review("claim", who, run, None)
+            if item is not None:
+                break
+        return {"reviewer": who, "item": item}
+
+    @app.post("/v1/reviews/undo", summary="Undo the reviewer's last review")
+    async def review_undo(request: Request) -> dict[str, Any]:
+        body: ReleaseRequest = await optional_body(request, ReleaseRequest)
+        who = reviewer_of(request, body)
+        return {"reviewer": who, "undone": await runtime.review("undo", who)}
+
+    @app.get("/v1/reviews/{run_id}/{request_id}", summary="One item's details")
+    async def review_item(run_id: str, request_id: str, request: Request) -> dict[str, Any]:
+        review_runs(request, run_id)
+        return {"item": await runtime.review("details", run_id, request_id)}
+
+    @app.post("/v1/reviews/{run_id}/{request_id}", summary="Submit a review of a claimed item",
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "application/json": {"schema": ReviewRequest.model_json_schema()}}}})
+    async def review_submit(run_id: str, request_id: str, request: Request) -> dict[str, Any]:
+        review_runs(request, run_id)
+        body: ReviewRequest = await body_of(request, ReviewRequest)
+        who = reviewer_of(request, body)
+        review_id = await runtime.review("submit", run_id, request_id, who, body.verdict,
+                                         chosen=body.chosen, revision=body.revision,
+                                         note=body.note)
+        return {"review_id": review_id, "reviewer": who, "run_id": run_id,
+                "request_id": request_id, "verdict": body.verdict, "status": "reviewed"}
+
+    @app.post("/v1/reviews/{run_id}/{request_id}/release", summary="Give a claimed item back")
+    async def review_release(run_id: str, request_id: str, request: Request) -> dict[str, Any]:
+        review_runs(request, run_id)
+        body: ReleaseRequest = await optional_body(request, ReleaseRequest)
+        who = reviewer_of(request, body)
+        await runtime.review("release", run_id, request_id, who)
+        return {"reviewer": who, "run_id": run_id, "request_id": request_id,
+                "status": "pending"}
+
     @app.get("/healthz", summary="The process answers")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -271,6 +374,15 @@ def build_app(runtime: Runtime, tokens: Tokens | None = None) -> FastAPI:
         return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     return app
+
+
+def endpoint_of(path: str) -> str:
+    """The metrics label of a path: an item's review routes share one label (their ids would
+    make a label per item)."""
+    if path.startswith("/v1/reviews/") and path.count("/") >= 4:
+        return ("/v1/reviews/{run_id}/{request_id}/release" if path.endswith("/release")
+                else "/v1/reviews/{run_id}/{request_id}")
+    return path
 
 
 async def until_disconnect(app: Any, scope: Any, receive: Any, send: Any,

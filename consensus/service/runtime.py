@@ -23,14 +23,16 @@ from typing import Any
 
 import structlog
 
+from consensus.competence import wants_reviews
 from consensus.coordinator import Coordinator
 from consensus.errors import ConfigError
 from consensus.generator import Generator
 from consensus.policy import Policy
+from consensus.review import ReviewQueue
 from consensus.runner import interventions_for, watcher_for
 from consensus.service.config import DEFAULT_POLICY, ServedPanel, ServiceConfig
 from consensus.service.metrics import Event, outcome_events
-from consensus.store import DuplicateDecision, open_store
+from consensus.store import DuplicateDecision, ReviewError, open_store
 from consensus.types import ACCEPT, REJECT, Outcome, Request
 from strategies.base import Strategy, learns
 
@@ -85,10 +87,12 @@ class Runtime:
         self._strategies: dict[tuple[str, str], Strategy] = {}
         self.upstream = Generator(config.upstream) if config.upstream is not None else None
         self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="store")
+        self._read_store: Any = None  # see _reader
         target = config.store or default_store()
         # opened on the writer thread (SQLite connections stay on theirs); a bad store fails
         # the replica now
         self._store: Any = self._writer.submit(open_store, target).result()
+        self.review_queue = ReviewQueue(self._store)  # used on the writer thread only
         for p in config.panels.values():
             self._writer.submit(self._store.ensure_run, p.run_id, scenario=p.scenario.name,
                                 strategy=p.scenario.strategy.name,
@@ -155,7 +159,8 @@ class Runtime:
             inter = interventions_for(sc, policy=policy, generator=self.config.upstream)
             coord = Coordinator(self.panels[choice.panel], strategy, policy, refit=False,
                                 run_id=served.run_id, interventions=inter,
-                                constitution_version=constitution_version(sc))
+                                constitution_version=constitution_version(sc),
+                                competences=self._reader() if wants_reviews(strategy) else None)
             self._coords[key] = coord
         return coord
 
@@ -184,7 +189,7 @@ class Runtime:
                 outcome = timed_out(coord, request, limit, time.perf_counter() - start)
         run_id = self.config.panels[choice.panel].run_id
         try:
-            await self._write(self._store.record, run_id, outcome)
+            await self._write(self._store.record, run_id, outcome, request=request)
         except DuplicateDecision:
             first = await self._write(self._store.outcome, run_id, request.id)
             if first is None:  # cannot be: the store refused a duplicate of a row it lacks
@@ -193,6 +198,26 @@ class Runtime:
             return first, True
         self.emit(outcome_events(choice.panel, outcome))
         return outcome, False
+
+    async def review(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Call :class:`~consensus.review.ReviewQueue` ``method`` on the writer thread (the
+        store's connection lives there); its refusals become HTTP errors: unknown 404,
+        claimed 409, invalid 400."""
+        try:
+            return await self._write(getattr(self.review_queue, method), *args, **kwargs)
+        except ReviewError as exc:
+            status = {"unknown": 404, "claimed": 409}.get(exc.code, 400)
+            raise ApiError(status, str(exc), code={"unknown": "review_not_found",
+                                                   "claimed": "review_conflict"}.get(
+                                                       exc.code, "invalid_review")) from None
+
+    def _reader(self) -> Any:
+        """A second connection to the store, for the event loop's thread (an SQLite connection
+        stays on the thread that opened it; the writer's is busy writing): a ``from_reviews``
+        strategy reads the reviewers' competences through it before each decision."""
+        if self._read_store is None:
+            self._read_store = open_store(self.config.store or default_store())
+        return self._read_store
 
     async def _write(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -244,6 +269,8 @@ class Runtime:
 
     def close(self) -> None:
         self.flush()
+        if self._read_store is not None:
+            self._read_store.close()
         if self._store is not None:
             self._writer.submit(self._store.close).result()
         self._writer.shutdown()

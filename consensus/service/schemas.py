@@ -1,4 +1,5 @@
-"""The HTTP API's bodies: what ``/v1/consensus`` and ``/v1/chat/completions`` take and give.
+"""The HTTP API's bodies: what ``/v1/consensus``, ``/v1/chat/completions`` and the review
+routes (``/v1/reviews``) take and give.
 
 Request bodies are strict where they are ours (``extra="forbid"``: a misspelt field is a 400, not
 silently ignored) and open where they are OpenAI's (a chat completion request may carry any of
@@ -110,6 +111,42 @@ class ChatRequest(BaseModel):
     def include_usage(self) -> bool:
         opts = (self.model_extra or {}).get("stream_options")
         return isinstance(opts, dict) and bool(opts.get("include_usage"))
+
+
+_ID = r"^[^/\x00]+$"
+
+
+class ReviewerIn(BaseModel):
+    """What every review body may carry: ``reviewer``, taken only from a service without
+    tokens (with tokens, the reviewer is the token's name)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reviewer: str | None = Field(default=None, min_length=1, max_length=200,
+                                 description="Who reviews, on a service without tokens "
+                                 "(default 'local'); with tokens it must be the token's name.")
+
+
+class ClaimRequest(ReviewerIn):
+    """``POST /v1/reviews/claim``: the named item, or the most urgent pending one."""
+
+    run_id: str | None = Field(default=None, min_length=1, max_length=200, pattern=_ID)
+    request_id: str | None = Field(default=None, min_length=1, max_length=200, pattern=_ID)
+
+
+class ReviewRequest(ReviewerIn):
+    """``POST /v1/reviews/{run_id}/{request_id}``: the verdict on a claimed item."""
+
+    verdict: Literal["accept", "reject", "prefer", "revise"]
+    chosen: str | None = Field(default=None, min_length=1, max_length=200,
+                               description="The candidate accepted, rejected, preferred or "
+                                           "revised (default: the delivered or only one).")
+    revision: str | None = Field(default=None, description="The edited text (revise).")
+    note: str = Field(default="", max_length=10_000)
+
+
+class ReleaseRequest(ReviewerIn):
+    """``POST /v1/reviews/{run_id}/{request_id}/release`` and ``POST /v1/reviews/undo``."""
 
 
 def decision_of(outcome: Outcome) -> Decision:

@@ -1,0 +1,321 @@
+"""Judges learn from reviews: Beta counts per class from the real store, used by later requests.
+
+Every test runs on a real SQLite store file and the real strategies and coordinator; the panel
+is an in-process stand-in that casts scripted votes (no Ray, no network).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from consensus.competence import (
+    DEFAULT_PRIOR,
+    PAIRWISE_CLASS,
+    BetaPrior,
+    CompetenceSource,
+    competence,
+    learned_weight,
+    update_from_reviews,
+)
+from consensus.coordinator import Coordinator
+from consensus.errors import ConfigError
+from consensus.policy import Policy
+from consensus.store import Store
+from consensus.types import Ballot, Candidate, Escalation, Outcome, Request, Vote
+from strategies.calibrated import Calibrated
+from strategies.log_odds import LogOdds
+from strategies.majority import Majority
+from strategies.registry import build_strategy
+from strategies.weighted import Weighted
+
+RUN = "run1"
+JUDGES = ("boss", "a", "b")
+
+
+class ScriptedPanel:
+    """Casts the votes scripted per request id (a label, or None for a timeout abstention)."""
+
+    def __init__(self, judges: tuple[str, ...] = JUDGES):
+        self.judges = judges
+        self.script: dict[str, tuple[str | None, ...]] = {}
+        self.size = len(judges)
+
+    async def poll(self, request: Request) -> tuple[Vote, ...]:
+        labels = self.script[request.id]
+        out = []
+        for subject in request.subjects():
+            for judge, label in zip(self.judges, labels, strict=True):
+                out.append(Vote(judge=judge, request_id=request.id, candidate_id=subject,
+                                label=label) if label is not None else
+                           Vote.abstain(judge=judge, request_id=request.id,
+                                        candidate_id=subject, kind="timeout", reason="slow"))
+        return tuple(out)
+
+
+def request(rid: str, n: int = 1, task: str = "verdict") -> Request:
+    return Request(id=rid, prompt=f"prompt {rid}", task=task,  # type: ignore[arg-type]
+                   candidates=tuple(Candidate(id=c, text=f"{rid} {c}") for c in "xy"[:n]))
+
+
+def decide(coord: Coordinator, store: Store, req: Request, votes: tuple[str | None, ...],
+           audit: bool = True) -> Outcome:
+    """Decide ``req`` on the scripted votes and record it (escalated for a spot-check review)."""
+    coord.panel.script[req.id] = votes
+    out = asyncio.run(coord.decide(req))
+    if audit and out.escalation is None:
+        out = out.model_copy(update={"escalation": Escalation(priority=1, reason="spot check")})
+    store.record(RUN, out, req)
+    return out
+
+
+def review(store: Store, rid: str, verdict: str, chosen: str | None = None,
+           reviewer: str = "ann") -> int:
+    assert store.claim(reviewer, RUN, rid) is not None
+    revision = "a safer answer" if verdict == "revise" else None
+    return store.submit_review(RUN, rid, reviewer, verdict, chosen=chosen, revision=revision)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    s = Store(tmp_path / "consensus.sqlite")
+    s.ensure_run(RUN, scenario="reviews", strategy="weighted", config={})
+    return s
+
+
+def weights_of(out: Outcome) -> dict[str, float]:
+    return out.decisions[0].diagnostics["competences"]["weights"]
+
+
+def test_overruled_judge_loses_weight_and_stops_deciding(store: Store):
+    panel = ScriptedPanel()
+    coord = Coordinator(panel, Weighted(weights={"boss": 3.0}, from_reviews=True),
+                        Policy(quorum=1), competences=store)
+    boss_says_accept = ("accept", "reject", "reject")
+    first = decide(coord, store, request("r0"), boss_says_accept)
+    assert first.action == "accept"  # weight 3 against 1 + 1: the boss decides alone
+    assert weights_of(first) == {"boss": 3.0, "a": 1.0, "b": 1.0}  # no reviews: as configured
+
+    boss_weights, boss_reject = [weights_of(first)["boss"]], []
+    n = 8
+    for i in range(n):  # every later request: the boss decides, a reviewer overrules it
+        rid = f"r{i}"
+        if i:
+            decide(coord, store, request(rid), boss_says_accept)
+        table = update_from_reviews(store, review(store, rid, "reject"))
+        a, b = table["boss"]["reject"]
+        boss_reject.append(a / (a + b))
+        boss_weights.append(3.0 * learned_weight(table, "boss", ("accept", "reject")))
+    assert table["boss"]["reject"] == (2.0, 1.0 + n)  # the prior plus n wrong votes
+    assert table["a"]["reject"] == (2.0 + n, 1.0) and "accept" not in table["a"]
+    # the decline is monotone over the reviews, to 0 once the boss is at or below chance
+    assert all(x > y for x, y in pairwise(boss_reject))
+    assert all(x >= y for x, y in pairwise(boss_weights))
+    assert boss_weights[-1] == 0.0 and boss_weights[1] > 0.0
+    # the history keeps every step, one row per review, in order
+    history = [h for h in store.competence_history("boss") if h["label"] == "reject"]
+    assert [h["alpha"] / (h["alpha"] + h["beta"]) for h in history] == boss_reject
+    ids = [r["review_id"] for r in store.reviews()]
+    assert [h["review_id"] for h in history] == ids
+
+    later = decide(coord, store, request("later"), boss_says_accept)  # same coordinator
+    assert later.action == "block" and later.decisions[0].label == "reject"
+    w = weights_of(later)
+    assert w["boss"] == 0.0 and w["a"] == w["b"] > 1.0  # the others gained what it lost
+    # the boss alone for accept, the others silent: it no longer decides anything
+    alone = decide(coord, store, request("alone"), ("accept", None, None), audit=False)
+    assert alone.decisions[0].label is None and alone.action == "block"
+    assert "at or below chance" in alone.decisions[0].reason
+
+
+def test_log_odds_follows_the_reviews(store: Store):
+    panel = ScriptedPanel()
+    strategy = LogOdds(competences={"boss": 0.95, "a": 0.6, "b": 0.6}, from_reviews=True)
+    coord = Coordinator(panel, strategy, Policy(), competences=CompetenceSource(store))
+    assert decide(coord, store, request("r0"), ("accept", "reject", "reject")).action == \
+        "accept"
+    update_from_reviews(store, review(store, "r0", "reject"))
+    for i in range(1, 10):
+        decide(coord, store, request(f"r{i}"), ("accept", "reject", "reject"))
+        update_from_reviews(store, review(store, f"r{i}", "reject"))
+    later = decide(coord, store, request("later"), ("accept", "reject", "reject"))
+    assert later.decisions[0].label == "reject"
+    w = weights_of(later)
+    assert w["boss"] < w["a"] == w["b"]
+
+
+def test_competences_never_read_backwards_by_log_odds(store: Store):
+    table = {"bad": {"accept": (2.0, 40.0), "reject": (2.0, 40.0)}}
+    store.set_competence("bad", "accept", *table["bad"]["accept"])
+    store.set_competence("bad", "reject", *table["bad"]["reject"])
+    src = CompetenceSource(store)
+    src.refresh()
+    b = Ballot(request_id="q", subject="x", labels=("accept", "reject"), votes=(
+        Vote(judge="bad", request_id="q", candidate_id="x", label="reject"),
+        Vote(judge="ok", request_id="q", candidate_id="x", label="reject")))
+    strat, weights = src.strategy_for(LogOdds(from_reviews=True), b)
+    assert isinstance(strat, LogOdds) and strat.competences is not None
+    assert strat.competences["bad"] == 0.5 and weights == {"bad": 0.0, "ok": pytest.approx(
+        0.6931, abs=1e-3)}
+    assert competence(table, "bad", ("accept", "reject")) < 0.1
+
+
+def test_update_is_idempotent_and_undo_restores(store: Store):
+    coord = Coordinator(ScriptedPanel(), Weighted(from_reviews=True), competences=store)
+    for i in range(3):
+        decide(coord, store, request(f"r{i}"), ("accept", "accept", "reject"))
+    update_from_reviews(store, review(store, "r0", "accept"))
+    before = update_from_reviews(store, review(store, "r1", "reject"))
+    rows = len(store.competence_history())
+    assert update_from_reviews(store) == before  # again: the same table, nothing written
+    assert len(store.competence_history()) == rows and store.competences() == before
+
+    third = review(store, "r2", "reject")
+    after = update_from_reviews(store, third)
+    assert after != before and after["boss"]["reject"] == (2.0, 3.0)
+    store.undo_review(third, "ann")
+    assert update_from_reviews(store, third) == before
+    assert store.competences() == before
+
+    # undoing every review takes each row back to the prior
+    store.undo_review(store.reviews()[-1]["review_id"], "ann")
+    store.undo_review(store.reviews()[-1]["review_id"], "ann")
+    empty = update_from_reviews(store)
+    assert all(v == DEFAULT_PRIOR.counts for rows_ in empty.values() for v in rows_.values())
+
+
+def test_abstentions_count_for_neither(store: Store):
+    coord = Coordinator(ScriptedPanel(), Weighted(from_reviews=True), Policy(quorum=1),
+                        competences=store)
+    decide(coord, store, request("r0"), ("reject", None, "reject"))
+    decide(coord, store, request("r1"), ("reject", "accept", None))
+    update_from_reviews(store, review(store, "r0", "reject"))
+    table = update_from_reviews(store, review(store, "r1", "reject"))
+    assert table["boss"]["reject"] == (4.0, 1.0)
+    assert table["a"]["reject"] == (2.0, 2.0)  # its abstention on r0 is not counted
+    assert table["b"]["reject"] == (3.0, 1.0)  # nor its abstention on r1
+
+
+def test_prefer_and_pairwise_gold(store: Store):
+    verdict = Coordinator(ScriptedPanel(), Weighted(from_reviews=True), competences=store)
+    decide(verdict, store, request("two", n=2), ("accept", "reject", "accept"))
+    table = update_from_reviews(store, review(store, "two", "prefer", chosen="y"))
+    # y is accept, x is reject: every judge voted the same on both candidates
+    assert table["boss"] == {"accept": (3.0, 1.0), "reject": (2.0, 2.0)}
+    assert table["a"] == {"accept": (2.0, 2.0), "reject": (3.0, 1.0)}
+
+    pairwise = Coordinator(ScriptedPanel(), Weighted(from_reviews=True), competences=store)
+    decide(pairwise, store, request("pair", n=2, task="pairwise"), ("x", "y", "y"))
+    table = update_from_reviews(store, review(store, "pair", "prefer", chosen="y"))
+    assert table["boss"][PAIRWISE_CLASS] == (2.0, 2.0)
+    assert table["a"][PAIRWISE_CLASS] == (3.0, 1.0)
+
+
+def test_calibrated_fits_the_reviews_as_gold(store: Store):
+    coord = Coordinator(ScriptedPanel(), Calibrated(from_reviews=True, n_repeats=1),
+                        competences=store)
+    script = [("accept", "reject", "reject", "reject"), ("reject", "accept", "accept", "accept")]
+    for i in range(12):  # the boss is always wrong, the others always right
+        votes, gold = script[i % 2][:3], script[i % 2][3]
+        decide(coord, store, request(f"r{i}"), votes)
+        update_from_reviews(store, review(store, f"r{i}", gold))
+    src = coord.competences
+    assert src is not None
+    src.refresh()  # the coordinator does this before each decision
+    ballot = Ballot(request_id="q", subject="x", labels=("accept", "reject"), votes=tuple(
+        Vote(judge=j, request_id="q", candidate_id="x", label=lab)
+        for j, lab in zip(JUDGES, ("accept", "reject", "reject"), strict=True)))
+    fitted, _ = src.strategy_for(coord.strategy, ballot)
+    assert isinstance(fitted, Calibrated) and fitted.n_gold_ == 12
+    assert fitted.weights_["boss"] < fitted.weights_["a"]
+    later = decide(coord, store, request("later"), ("accept", "reject", "reject"))
+    assert later.decisions[0].label == "reject"
+
+
+def test_bad_configuration_is_refused(store: Store):
+    with pytest.raises(ConfigError, match="from_reviews needs a store"):
+        Coordinator(ScriptedPanel(), Weighted(from_reviews=True))
+    with pytest.raises(ConfigError, match="cannot take competences"):
+        Coordinator(ScriptedPanel(), Majority(), competences=store)
+    with pytest.raises(ConfigError, match="must be a store"):
+        Coordinator(ScriptedPanel(), Weighted(), competences={"boss": 0.9})
+    with pytest.raises(ConfigError, match="alpha"):
+        BetaPrior(alpha=1.0, beta=2.0)
+    with pytest.raises(ConfigError, match="finite"):
+        BetaPrior(alpha=float("nan"))
+    with pytest.raises(ConfigError) as exc:
+        build_strategy({"name": "weighted", "from_reviews": "sometimes"})
+    assert exc.value.field == "strategy.from_reviews"
+    built = build_strategy({"name": "log_odds", "from_reviews": True})
+    assert isinstance(built, LogOdds) and built.from_reviews
+
+
+def test_unreadable_store_fails_closed(tmp_path: Path):
+    s = Store(tmp_path / "c.sqlite")
+    s.close()
+    coord = Coordinator(ScriptedPanel(), Weighted(from_reviews=True), competences=s)
+    coord.panel.script["r"] = ("accept", "accept", "accept")
+    out = asyncio.run(coord.decide(request("r")))
+    assert out.action == "block" and "competences unreadable" in out.decisions[0].reason
+
+
+def test_every_judge_at_chance_fails_closed(store: Store):
+    coord = Coordinator(ScriptedPanel(), Weighted(default_weight=0.0, weights={"boss": 1.0},
+                                                  from_reviews=True), competences=store)
+    for i in range(6):  # only the boss has weight, and it is always wrong
+        decide(coord, store, request(f"r{i}"), ("accept", "reject", "reject"))
+        update_from_reviews(store, review(store, f"r{i}", "reject"))
+    out = decide(coord, store, request("later"), ("accept", "accept", "accept"), audit=False)
+    assert out.action == "block" and out.decisions[0].label is None
+
+
+VOTE = st.sampled_from(["accept", "reject", None])
+STEP = st.tuples(st.tuples(VOTE, VOTE, VOTE),
+                 st.sampled_from(["accept", "reject", "revise", "prefer", "undo"]))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(STEP, min_size=1, max_size=8))
+def test_competences_and_weights_stay_in_range(steps):
+    with tempfile.TemporaryDirectory() as d:
+        store = Store(Path(d) / "c.sqlite")
+        store.ensure_run(RUN, scenario="p", strategy="weighted", config={})
+        coord = Coordinator(ScriptedPanel(), Weighted(weights={"boss": 3.0}, from_reviews=True),
+                            Policy(quorum=1), competences=store)
+        live: list[int] = []
+        for i, (votes, verdict) in enumerate(steps):
+            if verdict == "undo":
+                if live:
+                    rid = live.pop()
+                    store.undo_review(rid, "ann")
+                    store.release(*_item_of(store, rid), "ann")
+                    table = update_from_reviews(store, rid)
+                continue
+            decide(coord, store, request(f"r{i}"), votes)
+            rid = review(store, f"r{i}", verdict, chosen="x" if verdict == "prefer" else None)
+            live.append(rid)
+            table = update_from_reviews(store, rid)
+            assert update_from_reviews(store) == table  # idempotent at every step
+        table = update_from_reviews(store)
+        for judge in (*JUDGES, "unseen"):
+            p = competence(table, judge, ("accept", "reject"))
+            assert 0.0 <= p <= 1.0
+            assert learned_weight(table, judge, ("accept", "reject")) >= 0.0
+        for rows in table.values():
+            for a, b in rows.values():
+                assert a >= DEFAULT_PRIOR.alpha and b >= DEFAULT_PRIOR.beta
+        out = decide(coord, store, request("final"), ("accept", "reject", "accept"),
+                     audit=False)
+        assert all(w >= 0.0 for w in weights_of(out).values())
+        store.close()
+
+
+def _item_of(store: Store, review_id: int) -> tuple[str, str]:
+    r = next(r for r in store.reviews(include_undone=True) if r["review_id"] == review_id)
+    return r["run_id"], r["request_id"]
