@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, TextIO, cast
 
 import structlog
 
@@ -40,6 +40,18 @@ def redact_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> dict[str
     return {k: ("***" if SECRET_KEYS.search(k) else _scrub(v)) for k, v in event.items()}
 
 
+class _CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is at the time of the write, not the stream it was
+    when logging was configured (a redirected or replaced stderr, e.g. a test's capture that
+    has since been closed, must not make a later log line raise)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(level: str = "info", json: bool | None = None) -> None:
     """Configure structlog for this process (JSON when stderr is not a terminal)."""
     if level.lower() not in LEVELS:
@@ -58,6 +70,6 @@ def configure_logging(level: str = "info", json: bool | None = None) -> None:
         ],
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=cast(TextIO, _CurrentStderr())),
         cache_logger_on_first_use=False,
     )

@@ -71,10 +71,16 @@ def serve(
     typer.echo(f"consensus is serving {', '.join(config.panels)} at {svc.url} "
                f"(OpenAPI: {svc.url}/docs); Ctrl-C stops it")
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+    def ask_stop(*_: object) -> None:  # Ctrl-C or SIGTERM: a clean stop, exit 0
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C interrupts
+
+    signal.signal(signal.SIGTERM, ask_stop)
+    signal.signal(signal.SIGINT, ask_stop)
     try:
         stop.wait()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # raised before the handler was set
         pass
     finally:
         svc.stop()
