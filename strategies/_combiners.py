@@ -23,7 +23,8 @@ from strategies._matrix import (
     gold_accuracy,
     one_hot,
 )
-from strategies.dawid_skene import dawid_skene_em
+from strategies.dawid_skene import EMResult, dawid_skene_em
+from strategies.empirical_bayes import eb_dawid_skene
 from strategies.grouped_em import find_groups, grouped_em
 
 
@@ -59,7 +60,8 @@ class Ensemble(NamedTuple):
 
 Candidate = tuple[Any, ...]
 """``("logistic", view, C)``, ``("majority",)``, ``("best_judge",)``, ``("log_odds",)``,
-``("dawid_skene",)``, ``("dawid_skene", init)``, ``("grouped", init)`` or
+``("dawid_skene",)``, ``("dawid_skene", init)``, ``("grouped", init)``, ``("eb_dawid_skene",)``
+(:mod:`strategies.empirical_bayes`) or
 ``("ensemble", members, weights)``; ``init`` is the candidate whose posteriors start EM."""
 
 
@@ -83,6 +85,15 @@ class Panel:
         self.has_pairs = len(bases) < n_j
         self._svd: dict[str, tuple[FloatArray, FloatArray]] = {}
         self.svd_rank = svd_rank
+        self._unsupervised: EMResult | None = None
+
+    @property
+    def unsupervised(self) -> EMResult:
+        """Dawid–Skene on every fitted ballot with the gold hidden (computed once: it does not
+        depend on the gold, so every fold of a cross-validation shares it)."""
+        if self._unsupervised is None:
+            self._unsupervised = dawid_skene_em(self.codes, self.k, n_options=self.n_options)
+        return self._unsupervised
 
     def view(self, name: str) -> tuple[FloatArray, FloatArray, FloatArray]:
         """(features of all items, map back to one-hot coefficients, feature offset).
@@ -137,6 +148,9 @@ def fit_candidate(cand: Candidate, p: Panel, rows: IntArray, y: IntArray) -> Mod
         return Linear(vote_eye * np.repeat(w, k)[:, None], prior)
     gold = np.full(p.codes.shape[0], -1)
     gold[rows] = y
+    if kind == "eb_dawid_skene":
+        return eb_dawid_skene(p.codes, k, gold, n_options=p.n_options,
+                              unsupervised=p.unsupervised)
     if kind == "grouped":
         t = p.clamped_posteriors(fit_candidate(cand[1], p, rows, y), rows, y)
         return grouped_em(p.codes, k, find_groups(p.codes, k, t), t, gold=gold, n_iter=20)[0]

@@ -1,34 +1,44 @@
-"""Calibrated: learn from a few gold-labelled ballots how to combine judges with correlated errors.
+"""Calibrated: learn from the gold labels a run has how to combine judges, and how far to trust them.
 
 Unsupervised aggregation (majority, Dawid–Skene) assumes judges err independently; when a group of
 judges shares a failure mode (one model under several prompts, a shared blind spot, an adversarial
-distractor) it confidently follows the group. A few gold labels show which votes carry
-information; the unlabelled ballots show how the judges move together. ``Calibrated`` combines
-three models and lets **cross-validation on the gold it has** set their weights:
+distractor) it confidently follows the group. Gold labels show which votes carry information; the
+unlabelled ballots show how the judges move together. But two or three gold items can also flip
+an honest panel to a worse optimum, so ``Calibrated`` starts from the model that needs the least
+of them and lets the gold argue for more:
 
-* ``logistic``: L2-regularised logistic regression on the gold (numpy Newton / dual solver, see
-  :func:`strategies._matrix.fit_logistic`) over one-hot ``(judge, voted position)`` features (a
-  missing vote is all zeros). A judge's ``<j>`` and ``<j>@swap`` columns are averaged, so a vote
-  that flips with the presentation order cancels out (the convention of
-  ``strategies.position_debiased``). ``C`` is chosen from ``c_grid`` by out-of-fold log-loss.
-* ``dawid_skene(init=logistic)``: EM over *all* ballots (gold clamped) started from the
-  logistic posteriors: independent judges, confusion matrices sharpened by the unlabelled data.
-* ``grouped(init=logistic)``: the same with correlated groups found in the data
-  (:func:`strategies.grouped_em.find_groups`): a group shares a latent answer its members copy
-  with learned probabilities, so a herd counts for what it is worth.
+* **The anchor**, ``eb_dawid_skene`` (:mod:`strategies.empirical_bayes`): unsupervised
+  Dawid–Skene as the prior, the gold as evidence. A label switch needs P >= 0.95 on the gold;
+  the prior's strength is chosen by the marginal likelihood of the judges' gold votes. With
+  fewer than ``min_gold`` gold ballots (or one gold class) it is the model, with no
+  cross-validation.
+* **The stack**: a weighted geometric pool (each member temperature-scaled; weights on a simplex
+  grid by out-of-fold log-loss over repeated stratified folds) of
 
-The decision is a weighted geometric pool of the three (each temperature-scaled); the weights, on
-a simplex grid, minimise the out-of-fold log-loss over repeated stratified folds (pure members
-are corners of the grid, so this also chooses between them). Simple challengers (``majority``,
-``best_judge`` on the gold, ``log_odds`` from gold accuracies, plain ``dawid_skene``, logistic on
-unpaired votes or on the top principal directions of all ballots) replace the pool only when
-their out-of-fold accuracy is higher by more than ``switch_z`` standard errors: on a few dozen
-gold items most accuracy differences are noise (measured on LLMBar: choosing the best-looking of
-many methods per split lost up to 3 pp against this pool). Probabilities are the pool's softmax.
+  - ``logistic``: L2-regularised logistic regression on the gold (numpy Newton / dual solver,
+    see :func:`strategies._matrix.fit_logistic`) over one-hot ``(judge, voted position)``
+    features (a missing vote is all zeros). A judge's ``<j>`` and ``<j>@swap`` columns are
+    averaged, so a vote that flips with the presentation order cancels out (the convention of
+    ``strategies.position_debiased``). ``C`` is chosen from ``c_grid`` by out-of-fold log-loss;
+  - ``dawid_skene(init=logistic)``: EM over *all* ballots (gold clamped) started from the
+    logistic posteriors: independent judges, confusions sharpened by the unlabelled data;
+  - ``grouped(init=logistic)``: the same with correlated groups found in the data
+    (:func:`strategies.grouped_em.find_groups`): a group shares a latent answer its members copy
+    with learned probabilities, so a herd counts for what it is worth.
+* **Challengers**: ``majority``, ``best_judge`` on the gold, ``log_odds`` from gold accuracies,
+  gold-anchored ``dawid_skene``, logistic on unpaired votes or on the top principal directions
+  of all ballots.
+
+The stack or a challenger replaces the anchor only if it is better out of fold with posterior
+probability ``switch_confidence`` (0.9): a sign test over the gold items where the two differ,
+``P(q > 1/2)`` for ``q ~ Beta(wins + 1, losses + 1)``. Counting items, not standard errors of
+a mean, is what a handful of items supports (with 5 gold items a standard error is itself a guess:
+a 1.5-standard-error rule switched LLMBar GPTOut to logistic regression on 3 of 30 splits at 10%
+gold and lost 2 points); 0.95 kept the anchor on LLMBar Neighbor and GPTInst at 5% gold, where
+the stack was needed, and lost 7 to 15 points there. Probabilities are the chosen model's softmax.
 
 Labels are ballot positions (``strategies._matrix``), so for pairwise ballots the features read
-"judge ``j`` voted for the candidate in position ``k``". With fewer than ``min_gold`` gold ballots
-(or a single gold class), ``fit`` falls back to Dawid–Skene and says so in ``method_``.
+"judge ``j`` voted for the candidate in position ``k``".
 
 Example:
     >>> from consensus.types import Ballot, Vote
@@ -51,7 +61,7 @@ from typing import Annotated, Any, Literal, Self
 
 import numpy as np
 from pydantic import Field
-from scipy import optimize
+from scipy import optimize, special
 from scipy.special import log_softmax
 
 from consensus.types import Ballot, Decision
@@ -75,7 +85,6 @@ from strategies._matrix import (
     vote_matrix,
 )
 from strategies._params import (
-    NonNegativeFloat,
     PositiveFloat,
     PositiveInt,
     Seed,
@@ -83,7 +92,7 @@ from strategies._params import (
     check_params,
 )
 from strategies.base import TieRule
-from strategies.dawid_skene import dawid_skene_em
+from strategies.empirical_bayes import EBFit
 
 
 def _folds(y: IntArray, n_folds: int, rng: np.random.Generator) -> list[IntArray]:
@@ -174,20 +183,21 @@ def _lone_vote_weights(model: Model, n_judges: int, k: int) -> FloatArray:
 
 @dataclass(frozen=True)
 class Calibrated:
-    """Combine judges as a few gold labels say; strengths and weights chosen by cross-validation.
+    """Combine judges as the gold says, as far as the gold can say it (see the module docstring).
 
     Attributes:
         c_grid: Inverse L2 strengths of the logistic model (chosen by out-of-fold log-loss);
             at least one, each finite and > 0.
         stack_step: Grid step of the stacking weights over the three base models, in (0, 1].
-        challengers: Simple methods that replace the stack when cross-validation says so.
-        switch_z: A challenger replaces the stack only if its out-of-fold accuracy gain exceeds
-            ``switch_z`` standard errors of the per-item gain (on a few dozen gold items,
-            accuracy differences are mostly noise; chasing noise loses more than it wins).
+        challengers: Simple methods that replace the anchor when cross-validation says so.
+        switch_confidence: Posterior probability, in (0.5, 1), that the stack or a challenger
+            predicts held-out gold better than the anchor before it replaces it (a sign test over
+            the gold items where they differ; see the module docstring).
         svd_ranks: Ranks of the ``logistic_svd`` challengers.
         n_folds: Cross-validation folds, >= 2 (fewer when a gold class has fewer members).
         n_repeats: Repetitions of the fold split.
-        min_gold: With fewer gold ballots (or one gold class), fall back to Dawid–Skene; >= 2.
+        min_gold: With fewer gold ballots (or one gold class), the anchor alone (empirical-Bayes
+            Dawid–Skene), without cross-validation; >= 2.
         tie_rule: How a tie in the final probabilities is broken.
         seed: Seed of the fold splits.
         from_reviews: Take the judges' competences from the human reviews in the store (the
@@ -211,7 +221,7 @@ class Calibrated:
     stack_step: Share = 0.1
     challengers: tuple[Challenger, ...] = ("majority", "best_judge", "log_odds", "dawid_skene",
                                            "logistic_votes", "logistic_svd")
-    switch_z: NonNegativeFloat = 3.0
+    switch_confidence: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.9
     svd_ranks: tuple[PositiveInt, ...] = (2, 4)
     n_folds: Annotated[int, Field(ge=2)] = 5
     n_repeats: PositiveInt = 3
@@ -250,21 +260,17 @@ class Calibrated:
             return self._store(m, Linear(np.zeros((0, k)), np.zeros(k)), "none (no votes)", {},
                                len(rows), None, "no judge voted")
         panel = Panel(m, max(self.svd_ranks, default=0))
+        anchor: Candidate = ("eb_dawid_skene",)
         if len(rows) < self.min_gold or np.unique(y).size < 2:
-            # too little gold to cross-validate: the unsupervised model, with the gold as
-            # anchors and the held-out check deciding whether it may flip the panel
-            r = dawid_skene_em(m.codes, k, gold=m.gold, n_options=m.n_options)
-            n_j = len(m.judges)
-            log_pi = np.log(np.maximum(r.confusions, 1e-300)).transpose(0, 2, 1)
-            model: Model = Linear(log_pi.reshape(n_j * k, k),
-                                  np.log(np.maximum(r.priors, 1e-300)))
+            # too little gold to cross-validate anything: the unsupervised model, with the gold
+            # as evidence weighed by its marginal likelihood (strategies.empirical_bayes)
+            fit = fit_candidate(anchor, panel, rows, y)
+            assert isinstance(fit, EBFit)
             why = (f"{len(rows)} gold, {np.unique(y).size} gold class(es): fewer than "
-                   f"min_gold={self.min_gold} or one class, so Dawid–Skene with the gold as "
-                   "anchors")
-            if r.gold_check is not None:
-                why += f"; start: {r.gold_check.chosen} ({r.gold_check.why})"
-            return self._store(m, model, "dawid_skene (fallback)", {}, len(rows), None, why,
-                               ("dawid_skene",))
+                   f"min_gold={self.min_gold} or one class, so no cross-validation; "
+                   f"empirical-Bayes Dawid–Skene: {fit.why}")
+            return self._store(m, fit, "eb_dawid_skene", {}, len(rows), None, why,
+                               ("eb_dawid_skene",))
         cv = _CrossValidation(panel, rows, y, self.n_folds, self.n_repeats, self.seed)
         lr = min((("logistic", "paired", c) for c in self.c_grid),
                  key=lambda c: float(cv.item_loss(c).mean()))
@@ -277,18 +283,24 @@ class Calibrated:
         losses = [float(-cv.oof(c)[np.arange(len(cv.y_all)), cv.y_all].mean()) for c in stacks]
         stack = stacks[int(np.argmin(losses))]  # the first minimum: the most even weights
         rivals = self._rivals(panel)
-        acc = {c: cv.item_accuracy(c) for c in (stack, *members, *rivals)}
-        best: Candidate = stack
-        best_gain = 0.0
-        for c in rivals:
-            diff = acc[c] - acc[stack]
-            gain = float(diff.mean())
-            se = float(diff.std(ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else 0.0
-            if gain > max(self.switch_z * se, best_gain):
-                best, best_gain = c, gain
+        acc = {c: cv.item_accuracy(c) for c in (anchor, stack, *members, *rivals)}
+        # the anchor (the unsupervised model, gold as evidence) stands unless a model that fits
+        # the gold more freely is better out of fold with posterior probability
+        # switch_confidence: a sign test over the gold items where the two differ
+        best: Candidate = anchor
+        best_p, best_gain = 0.0, 0.0
+        for c in (stack, *rivals):
+            diff = acc[c] - acc[anchor]
+            won, lost = float(np.maximum(diff, 0).sum()), float(np.maximum(-diff, 0).sum())
+            p_better = float(1.0 - special.betainc(won + 1.0, lost + 1.0, 0.5))
+            if p_better >= self.switch_confidence and (p_better, won - lost) > (best_p,
+                                                                                best_gain):
+                best, best_p, best_gain = c, p_better, won - lost
         if best[0] == "ensemble":  # refit the members that carry weight
             keep = [(c, a) for c, a in zip(best[1], best[2]) if a > 0]
             best = ("ensemble", tuple(c for c, _ in keep), tuple(a for _, a in keep))
+            model = fit_candidate(best, panel, rows, y)
+        elif best == anchor:
             model = fit_candidate(best, panel, rows, y)
         else:
             model = Ensemble((fit_candidate(best, panel, rows, y),), (cv.temperature(best),))
@@ -296,14 +308,19 @@ class Calibrated:
                                  "log_loss": float(cv.item_loss(c).mean())}
                   for c, a in acc.items()}
         folds = f"{len(cv.splits) // self.n_repeats} folds x {self.n_repeats} repeats"
-        why = (f"{len(rows)} gold, {folds}: the stack (lowest out-of-fold log-loss of "
-               f"{len(stacks)} weightings) and {len(rivals)} challenger(s); ")
-        why += (f"{describe(best)} gained {best_gain:.3f} accuracy out of fold, more than "
-                f"switch_z={self.switch_z:g} standard errors" if best is not stack and
-                best[0] != "ensemble" else "no challenger gained more than "
-                f"switch_z={self.switch_z:g} standard errors, so the stack")
+        why = (f"{len(rows)} gold, {folds}: the empirical-Bayes anchor against the stack "
+               f"(lowest out-of-fold log-loss of {len(stacks)} weightings) and {len(rivals)} "
+               "challenger(s); ")
+        why += (f"{describe(best)} beat the anchor out of fold on {best_gain:.3g} more gold "
+                f"items than it lost, P(better) = {best_p:.3f} >= switch_confidence="
+                f"{self.switch_confidence:g}" if best != anchor else
+                f"none beat the anchor out of fold with P(better) >= switch_confidence="
+                f"{self.switch_confidence:g}, so the anchor")
+        if best == anchor:
+            assert isinstance(model, EBFit)
+            why += f" ({model.why})"
         return self._store(m, model, describe(best), scores, len(rows), lr[2], why,
-                           tuple(describe(c) for c in (stack, *rivals)))
+                           tuple(describe(c) for c in (anchor, stack, *rivals)))
 
     def _rivals(self, panel: Panel) -> list[Candidate]:
         out: list[Candidate] = []

@@ -147,7 +147,7 @@ def _patterns(codes: IntArray, gold: IntArray, n_options: IntArray) -> tuple[Int
 
 
 def dawid_skene_em(
-    codes: IntArray,
+    codes: IntArray | sparse.csr_matrix,
     n_labels: int,
     *,
     gold: IntArray | None = None,
@@ -165,7 +165,10 @@ def dawid_skene_em(
     turns 100,000 items into at most ``(K + 1) ** n_judges`` patterns.
 
     Args:
-        codes: ``n_items x n_judges`` position codes, ``-1`` for missing.
+        codes: ``n_items x n_judges`` position codes, ``-1`` for missing; or, for a sparse panel
+            (many judges, few votes per item), the one-hot vote matrix itself
+            (``n_items x (n_judges * K)``, see :func:`strategies._matrix.one_hot_long`), which
+            skips the dense codes and the pattern grouping that cannot help there.
         n_labels: ``K``, the number of label positions.
         gold: Gold position per item (``-1`` unknown); known rows are clamped.
         n_options: Label-space size per item (positions beyond it get probability 0).
@@ -192,7 +195,7 @@ def dawid_skene_em(
     n = codes.shape[0]
     gold = np.full(n, -1, dtype=np.int64) if gold is None else np.asarray(gold)
     n_options = np.full(n, n_labels, dtype=np.int64) if n_options is None else n_options
-    groups = _patterns(codes, gold, n_options)
+    groups = None if sparse.issparse(codes) else _patterns(codes, gold, n_options)
     weights = None
     if groups is not None:
         first, inverse, weights = groups
@@ -200,9 +203,10 @@ def dawid_skene_em(
         if init is not None:
             init = np.stack([np.bincount(inverse, weights=init[:, c], minlength=first.size)
                              for c in range(n_labels)], axis=1) / weights[:, None]
-    args = (codes, n_labels, gold, n_options, weights)
+    # one-hot once: the gold check below runs EM again on every fold
+    args = (_one_hot_of(codes, n_labels), n_labels, gold, n_options, weights)
     r = _em(*args, init, n_iter, tol, smoothing, variant)
-    if init is None and 0 < int((gold >= 0).sum()) < codes.shape[0]:
+    if init is None and 0 < int((gold >= 0).sum()) < gold.shape[0]:
         # Gold can also pick the other optimum: one where most judges are worse than chance (a
         # majority sharing a distractor's preference), which a vote-share start never reaches.
         # EM from the parameters the gold alone implies finds it; it replaces the vote-share
@@ -231,7 +235,8 @@ MAX_GOLD_FOLDS = 10
 """Folds of :func:`held_out_check`: leave-one-out up to 10 gold rows, 10 folds beyond."""
 
 
-def held_out_check(args: tuple[IntArray, int, IntArray, IntArray, FloatArray | None],
+def held_out_check(args: tuple[IntArray | sparse.csr_matrix, int, IntArray, IntArray,
+                               FloatArray | None],
                    n_iter: int, tol: float, smoothing: float, variant: Variant) -> GoldCheck:
     """Which start to keep, judged on gold the fits did not see.
 
@@ -272,15 +277,15 @@ def held_out_check(args: tuple[IntArray, int, IntArray, IntArray, FloatArray | N
 
 
 def _em(
-    codes: IntArray, k: int, gold: IntArray, n_options: IntArray, weights: FloatArray | None,
+    codes: IntArray | sparse.csr_matrix, k: int, gold: IntArray, n_options: IntArray, weights: FloatArray | None,
     init: FloatArray | None, n_iter: int, tol: float, smoothing: float, variant: Variant,
     *, gold_start: bool = False,
 ) -> EMResult:
     """EM from ``init`` (default the vote shares); ``gold_start``: the first M-step reads the gold
     rows alone (Laplace-smoothed) instead."""
-    n, n_j = codes.shape
+    x = _one_hot_of(codes, k)
+    n, n_j = x.shape[0], x.shape[1] // k
     w = np.ones(n) if weights is None else weights
-    x = one_hot(codes, k)
     xt = x.T  # CSC view: the product below needs no conversion
     mask = np.arange(k)[None, :] < n_options[:, None]
     clamp_rows = np.flatnonzero(gold >= 0)
@@ -346,10 +351,19 @@ def _em(
     return EMResult(confusions, priors, t, it, ll, converged)
 
 
-def _log_scores(codes: IntArray, confusions: FloatArray, priors: FloatArray) -> FloatArray:
-    """Unnormalised log-posteriors (``n x K``) of code rows under fitted parameters."""
+def _one_hot_of(codes: IntArray | sparse.csr_matrix, k: int) -> sparse.csr_matrix:
+    """The one-hot vote matrix of code rows (a sparse argument already is one)."""
+    if sparse.issparse(codes):
+        return sparse.csr_matrix(codes)
+    return one_hot(np.atleast_2d(codes), k)
+
+
+def _log_scores(codes: IntArray | sparse.csr_matrix, confusions: FloatArray,
+                priors: FloatArray) -> FloatArray:
+    """Unnormalised log-posteriors (``n x K``) of code rows (or their one-hot matrix) under
+    fitted parameters."""
     k = priors.shape[0]
-    x = one_hot(np.atleast_2d(codes), k)
+    x = _one_hot_of(codes, k)
     n_j = confusions.shape[0]
     log_pi = np.log(np.maximum(confusions, _TINY)).transpose(0, 2, 1).reshape(n_j * k, k)
     return np.asarray(x @ log_pi) + np.log(np.maximum(priors, _TINY))
