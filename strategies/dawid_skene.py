@@ -277,7 +277,8 @@ def held_out_check(args: tuple[IntArray | sparse.csr_matrix, int, IntArray, IntA
 
 
 def _em(
-    codes: IntArray | sparse.csr_matrix, k: int, gold: IntArray, n_options: IntArray, weights: FloatArray | None,
+    codes: IntArray | sparse.csr_matrix, k: int, gold: IntArray, n_options: IntArray,
+    weights: FloatArray | None,
     init: FloatArray | None, n_iter: int, tol: float, smoothing: float, variant: Variant,
     *, gold_start: bool = False,
 ) -> EMResult:
@@ -293,9 +294,11 @@ def _em(
     t = _majority_init(x, n_j, k, mask) if init is None else np.array(init, dtype=np.float64)
     t[clamp_rows] = clamp
     log_mask = np.where(mask, 0.0, -np.inf)
+    masked = not mask.all()
     eye = np.eye(k, dtype=bool)
     ll = ll_prev = -np.inf
-    labels_prev = np.full(n, -1)
+    labels_prev: IntArray | None = None
+    zt_prev: FloatArray | None = None
     flat_prev = False
     converged = False
     it = 0
@@ -305,7 +308,7 @@ def _em(
     for it in range(1, n_iter + 1):
         # M-step: expected counts[j, l, k] = sum_i w_i T[i, k] [codes[i, j] == l]
         first_gold = gold_start and it == 1
-        tw = t * w[:, None]
+        tw = t if weights is None else t * w[:, None]
         if first_gold:
             tw = np.zeros_like(tw)
             tw[clamp_rows] = t[clamp_rows] * w[clamp_rows, None]
@@ -329,26 +332,50 @@ def _em(
                      float(np.abs(priors - previous[1]).max(initial=0.0)))
         # E-step: log T[i, k] = log prior[k] + sum_j log pi[j, k, codes[i, j]]
         log_pi = np.log(np.maximum(confusions, _TINY)).transpose(0, 2, 1).reshape(n_j * k, k)
-        z = np.asarray(x @ log_pi) + np.log(np.maximum(priors, _TINY)) + log_mask
-        zmax = z.max(axis=1, keepdims=True)
-        e = np.exp(z - zmax)
-        s = e.sum(axis=1, keepdims=True)
-        t = e / s
-        ll = float(w @ (np.log(s[:, 0]) + zmax[:, 0]) / total_w) if n else 0.0
+        z = np.asarray(x @ log_pi) + np.log(np.maximum(priors, _TINY))
+        if masked:
+            z += log_mask
+        # labels along the rows (K x n, C order): numpy reduces a tiny last axis item by item,
+        # which took 60% of an iteration on 200,000 items x 3 labels
+        zt = np.ascontiguousarray(z.T)
+        zmax = zt.max(axis=0)
+        np.subtract(zt, zmax, out=zt)
+        np.exp(zt, out=zt)
+        s = zt.sum(axis=0)
+        zt /= s
+        t = zt.T
+        ll = float(w @ (np.log(s) + zmax) / total_w) if n else 0.0
         t[clamp_rows] = clamp
         # converged: the parameters stopped moving, or for two iterations the log-likelihood of
         # the whole run (in nats, not per item) is flat and no label moved. The second rule stops
         # on a saddle that EM leaves only through rounding and smoothing (crowd-kit's symmetric
         # overlap fixture) without stopping on a slow climb: per item, 2e-6 nats over a run of
         # 400 items is 5e-9, far below where the old per-item rule stopped.
-        labels = t.argmax(axis=1)
-        flat = abs(ll - ll_prev) * total_w < FLAT_NATS * tol and np.array_equal(labels,
-                                                                                  labels_prev)
+        # (labels are compared only once the likelihood is flat: an argmax per iteration was a
+        # fifth of the time on a sparse panel)
+        labels = None
+        flat = False
+        if abs(ll - ll_prev) * total_w < FLAT_NATS * tol:
+            labels = _argmax_rows(zt)
+            if labels_prev is None and zt_prev is not None:
+                labels_prev = _argmax_rows(zt_prev)
+            flat = labels_prev is not None and np.array_equal(labels, labels_prev)
         if it > 1 and (change < tol or (flat and flat_prev)):
             converged = True
             break
-        ll_prev, labels_prev, flat_prev = ll, labels, flat
-    return EMResult(confusions, priors, t, it, ll, converged)
+        ll_prev, labels_prev, flat_prev, zt_prev = ll, labels, flat, zt
+    return EMResult(confusions, priors, np.ascontiguousarray(t), it, ll, converged)
+
+
+def _argmax_rows(a: FloatArray) -> IntArray:
+    """``a.argmax(axis=0)`` for a short, wide array (K x n), by K - 1 vector comparisons
+    (the first maximum wins, as in numpy): 20x faster than numpy's argmax at K = 3."""
+    out = np.zeros(a.shape[1], dtype=np.int64)
+    best = a[0].copy()
+    for c in range(1, a.shape[0]):
+        np.copyto(out, c, where=a[c] > best)
+        np.maximum(best, a[c], out=best)
+    return out
 
 
 def _one_hot_of(codes: IntArray | sparse.csr_matrix, k: int) -> sparse.csr_matrix:
