@@ -5,17 +5,19 @@ Sections (figures go to ``benchmarks/README.md``, "## Aggregation"):
 1. Accuracy of majority vote and Dawid–Skene, ours and crowd-kit's, on RTE, TEMP (crowd workers)
    and the eight LLMBar sets (130 judge-order columns as workers, labels "1"/"2").
 2. Dawid–Skene wall time on a synthetic 100,000 items x 10 judges x 2 labels, ours and
-   crowd-kit's, with the ratio.
-3. The LLMBar protocol: per set, 20% of the items carry gold, 80% are scored; mean over
-   ``--splits`` random splits of calibrated, the best single judge chosen on the gold, majority,
-   log-odds and a plain L2 logistic regression, next to reference figures.
-4. Simulated panels: the scenarios ``scenarios/sim_*.yaml`` (the YAML model of
-   ``judges/simulated.py``, drawn in process by ``judges.simulated_offline``: the votes
-   ``consensus compare`` would collect through Ray). Each is repeated ``--sims`` times with the
-   dataset seed and every judge seed shifted by the repetition (repetition 0 is the scenario as
-   written); 20% of the items carry gold, the other 80% are scored: calibrated (fitted with that
-   gold), unsupervised Dawid–Skene and majority against the Bayes-optimal accuracy computed
-   exactly from the true parameters.
+   crowd-kit's, with the ratio; and (``sparse``) on a crowd-like 200,000 items x 2,000 judges,
+   5 votes per item, 3 classes, from long-form votes as crowd-kit takes them.
+3. The LLMBar protocol at each of ``--gold-fractions`` (5%, 10%, 20%): per set and split, that
+   share of the items carries gold, the rest is scored; mean over ``--splits`` random splits of
+   calibrated, Dawid–Skene with and without the gold, the best single judge chosen on the gold,
+   majority, log-odds and a plain L2 logistic regression, with the issue-9 target per set.
+4. Simulated panels at each of ``--sim-gold-fractions`` (3%, 20%): the scenarios
+   ``scenarios/sim_*.yaml`` (the YAML model of ``judges/simulated.py``, drawn in process by
+   ``judges.simulated_offline``: the votes ``consensus compare`` would collect through Ray). Each
+   is repeated ``--sims`` times with the dataset seed and every judge seed shifted by the
+   repetition (repetition 0 is the scenario as written); that share of the items carries gold,
+   the rest is scored: calibrated (fitted with that gold), Dawid–Skene with and without it and
+   majority against the Bayes-optimal accuracy computed exactly from the true parameters.
 
 Run from the repository root (crowd-kit is optional: ``pip install crowd-kit``; it is never a
 dependency of the package)::

@@ -67,22 +67,27 @@ def serve(
         made = haproxy_env()
         for name, value in made.items():  # before Ray starts: its processes inherit them
             os.environ.setdefault(name, value)
-    svc = start_service(config, address=address, host=host, port=port, tokens=tokens)
-    typer.echo(f"consensus is serving {', '.join(config.panels)} at {svc.url} "
-               f"(OpenAPI: {svc.url}/docs); Ctrl-C stops it")
+    # the handlers first: the service answers /readyz while start_service still finishes
+    # (its last panels, the default route), and a Ctrl-C or SIGTERM in that window once exited
+    # 130 (a supervisor that stops what it saw ready); now it stops cleanly once started
     stop = threading.Event()
 
     def ask_stop(*_: object) -> None:  # Ctrl-C or SIGTERM: a clean stop, exit 0
         stop.set()
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C interrupts
+        typer.echo("stopping (Ctrl-C again interrupts it)", err=True)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
     signal.signal(signal.SIGTERM, ask_stop)
     signal.signal(signal.SIGINT, ask_stop)
     try:
-        stop.wait()
-    except KeyboardInterrupt:  # raised before the handler was set
-        pass
+        svc = start_service(config, address=address, host=host, port=port, tokens=tokens)
+        try:
+            if not stop.is_set():
+                typer.echo(f"consensus is serving {', '.join(config.panels)} at {svc.url} "
+                           f"(OpenAPI: {svc.url}/docs); Ctrl-C stops it")
+            stop.wait()
+        finally:
+            svc.stop()
     finally:
-        svc.stop()
         if made:  # HAProxy's private directory (sockets, config, state)
             shutil.rmtree(made["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"], ignore_errors=True)
