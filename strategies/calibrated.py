@@ -35,9 +35,9 @@ The stack replaces the anchor only if it is better out of fold with posterior pr
 the two stands, the same way (a challenger compared with the anchor alone once won over a better
 stack on simulated herds, 2.6 to 3.8 points below it). Counting items, not standard errors of
 a mean, is what a handful of items supports (with 5 gold items a standard error is itself a guess:
-a 1.5-standard-error rule switched LLMBar GPTOut to logistic regression on 3 of 30 splits at 10%
-gold and lost 2 points); 0.95 kept the anchor on LLMBar Neighbor and GPTInst at 5% gold, where
-the stack was needed, and lost 7 to 15 points there. Probabilities are the chosen model's softmax.
+a 1.5-standard-error rule switched LLMBar GPTOut away from the anchor on 2 of 10 splits at 10%
+gold and lost 3.5 points); 0.95 kept the anchor on LLMBar Neighbor and GPTInst at 5% gold, where
+the stack was needed, and lost 6 and 15 points there. Probabilities are the chosen model's softmax.
 
 Labels are ballot positions (``strategies._matrix``), so for pairwise ballots the features read
 "judge ``j`` voted for the candidate in position ``k``".

@@ -17,14 +17,15 @@ majority vote). This model treats the two sources for what they are:
   three do not, nor six wrong of ten. (A likelihood-ratio test per judge would count 130
   correlated judges as 130 witnesses of each item and switch on two items.)
 * **Strength** ``kappa`` (pseudo-votes of the prior per confusion row), over a geometric grid:
-  the one that predicts the most gold items right when each is left out of the update in turn;
-  among those tied (with two or three gold items, most are), the one of highest marginal
-  (Dirichlet-multinomial) likelihood of the judges' gold votes. Gold that agrees with the
-  unsupervised competences gives a large ``kappa`` (the fit barely moves); gold that contradicts
-  them a small one (the gold counts dominate). The marginal likelihood alone trusts the prior too
-  much on a panel whose majority camp is wrong: on LLMBar Manual at 10% gold it chose a median
-  ``kappa`` of 6 and scored 65.4%, where ``kappa`` = 0.5 scores 75.9%; the held-out rule scores
-  69.4% there and changes the honest sets by at most 0.3 points. The posterior confusions are the Dirichlet
+  the one of highest marginal (Dirichlet-multinomial) likelihood of the judges' gold votes.
+  Gold that agrees with the unsupervised competences gives a large ``kappa`` (the fit barely
+  moves); gold that contradicts them a small one (the gold counts dominate). Another strength
+  replaces it only if it predicts more gold items right, each left out of the update in turn,
+  with posterior probability ``GOLD_SWITCH_CONFIDENCE`` (a sign test over the items where they
+  differ). Taking the best held-out accuracy outright chases one-item differences: it lifted
+  LLMBar Manual at 10% gold from 65.4% to 69.4% but lost 4 points on a toy honest panel with
+  20 gold items; with the sign test it changed no LLMBar figure, and it does fire on a panel with
+  copied judges (tests/test_empirical_bayes.py). The posterior confusions are the Dirichlet
   posterior means ``(kappa * pi + counts) / (kappa + n)``. A strength at which the update would
   reverse the panel's answer on most items is passed over for the next most likely one: that
   would be a label switch by other means, decided judge by judge (each judge its own witness of
