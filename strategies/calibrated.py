@@ -63,7 +63,7 @@ from typing import Annotated, Any, Literal, Self
 
 import numpy as np
 from pydantic import Field
-from scipy import optimize, special
+from scipy import optimize
 from scipy.special import log_softmax
 
 from consensus.types import Ballot, Decision
@@ -94,6 +94,7 @@ from strategies._params import (
     check_params,
 )
 from strategies.base import TieRule
+from strategies.dawid_skene import p_better
 from strategies.empirical_bayes import EBFit
 
 
@@ -289,19 +290,19 @@ class Calibrated:
         # the anchor (the unsupervised model, gold as evidence) stands unless the stack is better
         # out of fold with posterior probability switch_confidence (a sign test over the gold
         # items where the two differ); a challenger must then beat whichever of them stands
-        def p_better(c: Candidate, than: Candidate) -> tuple[float, float]:
+        def beats(c: Candidate, than: Candidate) -> tuple[float, float]:
             diff = acc[c] - acc[than]
             won, lost = float(np.maximum(diff, 0).sum()), float(np.maximum(-diff, 0).sum())
-            return float(1.0 - special.betainc(won + 1.0, lost + 1.0, 0.5)), won - lost
+            return float(p_better(won, lost)), won - lost
 
         best: Candidate = anchor
-        best_p, best_gain = p_better(stack, anchor)
+        best_p, best_gain = beats(stack, anchor)
         if best_p >= self.switch_confidence:
             best = stack
         beaten = best
         rival_p, rival_gain = 0.0, 0.0
         for c in rivals:
-            p_c, gain_c = p_better(c, beaten)
+            p_c, gain_c = beats(c, beaten)
             if p_c >= self.switch_confidence and (p_c, gain_c) > (rival_p, rival_gain):
                 best, rival_p, rival_gain = c, p_c, gain_c
         if best not in (anchor, stack):

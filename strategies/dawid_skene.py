@@ -234,6 +234,19 @@ GOLD_SWITCH_CONFIDENCE = 0.95
 it replaces the vote-share fit (prior odds of 19 to 1 for a panel that is not worse than
 chance: the burden of proof is on the solution that says the judges are wrong)."""
 
+def p_better(wins: Any, losses: Any) -> Any:
+    """Posterior probability that a method is right more often than its rival where the two
+    differ, from ``wins`` and ``losses`` there (item counts, or shares of items): ``P(q > 1/2)``
+    for ``q ~ Beta(wins + 1, losses + 1)``, a sign test with a uniform prior. Arrays work
+    element-wise.
+
+    Example:
+        >>> round(float(p_better(4, 0)), 4), round(float(p_better(3, 0)), 4)
+        (0.9688, 0.9375)
+    """
+    return 1.0 - special.betainc(np.add(wins, 1.0), np.add(losses, 1.0), 0.5)
+
+
 MAX_GOLD_FOLDS = 10
 """Folds of :func:`held_out_check`: leave-one-out up to 10 gold rows, 10 folds beyond."""
 
@@ -270,7 +283,7 @@ def held_out_check(args: tuple[IntArray | sparse.csr_matrix, int, IntArray, IntA
         y = gold[held]
         wins += float(w[held][(ph != ps) & (ps == y)].sum())
         losses += float(w[held][(ph != ps) & (ph == y)].sum())
-    p = float(1.0 - special.betainc(wins + 1.0, losses + 1.0, 0.5))
+    p = float(p_better(wins, losses))
     gold_wins = p >= GOLD_SWITCH_CONFIDENCE
     why = (f"held-out gold ({n_folds} folds): gold start right on {wins:g}, vote-share start on "
            f"{losses:g} of the items where they differ; P(gold start better) = {p:.3f} "

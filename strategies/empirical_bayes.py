@@ -53,10 +53,10 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from scipy.special import betainc, gammaln
+from scipy.special import gammaln
 
 from strategies._matrix import FloatArray, IntArray, one_hot
-from strategies.dawid_skene import GOLD_SWITCH_CONFIDENCE, EMResult, dawid_skene_em
+from strategies.dawid_skene import GOLD_SWITCH_CONFIDENCE, EMResult, dawid_skene_em, p_better
 
 KAPPA_GRID = tuple(float(x) for x in np.exp(np.linspace(np.log(0.5), np.log(2000.0), 36)))
 """Prior strengths tried (pseudo-votes per confusion row), 0.5 to 2000, geometric."""
@@ -135,7 +135,7 @@ def eb_dawid_skene(codes: IntArray, k: int, gold: IntArray, *,
     log_pi = np.log(conf).transpose(0, 2, 1).reshape(n_j * k, k)
     z = np.asarray(one_hot(codes[rows], k) @ log_pi) + np.log(np.maximum(r.priors, 1e-300))
     right = int((z.argmax(axis=1) == y).sum())
-    p_worse = float(betainc(right + 1.0, rows.size - right + 1.0, 0.5))  # P(q < 1/2)
+    p_worse = float(p_better(rows.size - right, right))  # P(accuracy < 1/2)
     switched = k == 2 and p_worse >= GOLD_SWITCH_CONFIDENCE
     priors = r.priors
     if switched:  # truth t behaves as the unsupervised fit's class 1 - t
@@ -162,10 +162,10 @@ def eb_dawid_skene(codes: IntArray, k: int, gold: IntArray, *,
     ml = int(np.argmax(evidence))
     gain = credit - credit[ml]
     wins, losses = np.maximum(gain, 0.0).sum(axis=1), np.maximum(-gain, 0.0).sum(axis=1)
-    p_better = 1.0 - betainc(wins + 1.0, losses + 1.0, 0.5)
-    p_better[ml] = 0.0
-    best = int(np.argmax(p_better))
-    first = best if p_better[best] >= GOLD_SWITCH_CONFIDENCE else ml
+    p_alt = p_better(wins, losses)
+    p_alt[ml] = 0.0
+    best = int(np.argmax(p_alt))
+    first = best if p_alt[best] >= GOLD_SWITCH_CONFIDENCE else ml
     order = np.r_[first, np.argsort(-evidence, kind="stable")]
     kappa, post, kept = KAPPA_GRID[-1], conf, True
     for i in order:
@@ -183,7 +183,7 @@ def eb_dawid_skene(codes: IntArray, k: int, gold: IntArray, *,
            f"; gold weighed with prior strength kappa={kappa:.3g} (" + (
                ("marginal likelihood" if first == ml else
                 f"better than the most likely, {KAPPA_GRID[ml]:.3g}, on held-out gold: "
-                f"{wins[first]:g} wins, {losses[first]:g} losses, P = {p_better[first]:.3f}")
+                f"{wins[first]:g} wins, {losses[first]:g} losses, P = {p_alt[first]:.3f}")
                if kept else "the most likely that does not reverse most answers") + ")")
     return EBFit(post, class_post, kappa, bool(switched), right, int(rows.size), why)
 
