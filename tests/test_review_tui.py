@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
+from collections.abc import AsyncIterator
 
 import pytest
 from textual.widgets import DataTable, Static, TextArea
@@ -31,13 +33,20 @@ def run(coro):
     return asyncio.run(coro)
 
 
+@contextlib.asynccontextmanager
+async def reviewing(store, run_id: str | None = RUN) -> AsyncIterator[tuple[ReviewApp, object]]:
+    """Reviewer "ana"'s app on ``store`` under its pilot, mounted and settled."""
+    app = ReviewApp(ReviewQueue(store), "ana", run_id, refresh_s=0)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        yield app, pilot
+
+
 def test_accept_pick_revise_with_a_note_and_undo(store_path):
     store = open_store(store_path)
 
     async def drive() -> None:
-        app = ReviewApp(ReviewQueue(store), "ana", RUN, refresh_s=0)
-        async with app.run_test(size=SIZE) as pilot:
-            await pilot.pause()
+        async with reviewing(store) as (app, pilot):
             # the most urgent item is claimed and shown: prompt, candidates, votes, agreement
             assert app.item["request_id"] == "q-critical"
             assert "prompt of q-critical" in text_of(app, "#prompt")
@@ -122,9 +131,7 @@ def test_refused_actions_say_why_and_change_nothing(store_path):
     store = open_store(store_path)
 
     async def drive() -> None:
-        app = ReviewApp(ReviewQueue(store), "ana", RUN, refresh_s=0)
-        async with app.run_test(size=SIZE) as pilot:
-            await pilot.pause()
+        async with reviewing(store) as (app, pilot):
             await pilot.press("1")  # one candidate: prefer needs two
             assert "prefer needs two or more" in app.message
             await pilot.press("5")
@@ -145,9 +152,7 @@ def test_an_empty_queue_says_so(tmp_path):
     store = open_store(tmp_path / "empty.sqlite")
 
     async def drive() -> None:
-        app = ReviewApp(ReviewQueue(store), "ana", refresh_s=0)
-        async with app.run_test(size=SIZE) as pilot:
-            await pilot.pause()
+        async with reviewing(store, None) as (app, pilot):
             assert app.item is None and "queue is empty" in text_of(app, "#meta")
             await pilot.press("a")
             assert app.message == "nothing claimed"
@@ -160,9 +165,7 @@ def test_enter_on_a_queue_row_claims_that_item(store_path):
     store = open_store(store_path)
 
     async def drive() -> None:
-        app = ReviewApp(ReviewQueue(store), "ana", RUN, refresh_s=0)
-        async with app.run_test(size=SIZE) as pilot:
-            await pilot.pause()
+        async with reviewing(store) as (app, pilot):
             table = app.query_one("#queue", DataTable)
             table.focus()
             await pilot.press("down", "enter")  # row 2: q-split (q-noquorum is row 1)
