@@ -25,7 +25,13 @@ from strategies._matrix import (
 )
 from strategies.dawid_skene import EMResult, dawid_skene_em
 from strategies.empirical_bayes import eb_dawid_skene
-from strategies.grouped_em import find_groups, grouped_em
+from strategies.grouped_em import (
+    GroupSearch,
+    anchored_grouped,
+    find_groups,
+    grouped_em,
+    search_groups,
+)
 
 
 class Model(Protocol):
@@ -61,7 +67,8 @@ class Ensemble(NamedTuple):
 Candidate = tuple[Any, ...]
 """``("logistic", view, C)``, ``("majority",)``, ``("best_judge",)``, ``("log_odds",)``,
 ``("dawid_skene",)``, ``("dawid_skene", init)``, ``("grouped", init)``, ``("eb_dawid_skene",)``
-(:mod:`strategies.empirical_bayes`) or
+(:mod:`strategies.empirical_bayes`), ``("grouped_anchor",)`` (the groups found without gold,
+:func:`strategies.grouped_em.anchored_grouped`) or
 ``("ensemble", members, weights)``; ``init`` is the candidate whose posteriors start EM."""
 
 
@@ -86,6 +93,7 @@ class Panel:
         self._svd: dict[str, tuple[FloatArray, FloatArray]] = {}
         self.svd_rank = svd_rank
         self._unsupervised: EMResult | None = None
+        self._search: GroupSearch | None = None
 
     @property
     def unsupervised(self) -> EMResult:
@@ -94,6 +102,19 @@ class Panel:
         if self._unsupervised is None:
             self._unsupervised = dawid_skene_em(self.codes, self.k, n_options=self.n_options)
         return self._unsupervised
+
+    @property
+    def group_search(self) -> GroupSearch:
+        """Correlated groups found in every fitted ballot with the gold hidden
+        (:func:`strategies.grouped_em.search_groups`; cached per codes). Not tried when items
+        have fewer label positions than the panel (the grouped model has no ``n_options``)."""
+        if self._search is None:
+            if (np.asarray(self.n_options) < self.k).any():
+                self._search = GroupSearch((), None, None, float("nan"), float("nan"), 0,
+                                           "no search for groups: items with fewer options")
+            else:
+                self._search = search_groups(self.codes, self.k)
+        return self._search
 
     def view(self, name: str) -> tuple[FloatArray, FloatArray, FloatArray]:
         """(features of all items, map back to one-hot coefficients, feature offset).
@@ -151,6 +172,8 @@ def fit_candidate(cand: Candidate, p: Panel, rows: IntArray, y: IntArray) -> Mod
     if kind == "eb_dawid_skene":
         return eb_dawid_skene(p.codes, k, gold, n_options=p.n_options,
                               unsupervised=p.unsupervised)
+    if kind == "grouped_anchor":
+        return anchored_grouped(p.codes, k, gold, p.group_search)
     if kind == "grouped":
         t = p.clamped_posteriors(fit_candidate(cand[1], p, rows, y), rows, y)
         return grouped_em(p.codes, k, find_groups(p.codes, k, t), t, gold=gold, n_iter=20)[0]

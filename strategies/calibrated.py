@@ -96,6 +96,7 @@ from strategies._params import (
 from strategies.base import TieRule
 from strategies.dawid_skene import p_better
 from strategies.empirical_bayes import EBFit
+from strategies.grouped_em import AnchoredGroups
 
 
 def _folds(y: IntArray, n_folds: int, rng: np.random.Generator) -> list[IntArray]:
@@ -263,17 +264,22 @@ class Calibrated:
             return self._store(m, Linear(np.zeros((0, k)), np.zeros(k)), "none (no votes)", {},
                                len(rows), None, "no judge voted")
         panel = Panel(m, max(self.svd_ranks, default=0))
-        anchor: Candidate = ("eb_dawid_skene",)
+        # the unsupervised model the gold argues with: correlated groups where the unlabelled
+        # ballots show them (strategies.grouped_em.search_groups), else independent judges
+        anchor: Candidate = (("grouped_anchor",) if panel.group_search.groups
+                             else ("eb_dawid_skene",))
+        anchor_name = ("grouped Dawid–Skene, groups found without gold"
+                       if anchor[0] == "grouped_anchor" else "empirical-Bayes Dawid–Skene")
         if len(rows) < self.min_gold or np.unique(y).size < 2:
             # too little gold to cross-validate anything: the unsupervised model, with the gold
-            # as evidence weighed by its marginal likelihood (strategies.empirical_bayes)
+            # as evidence (weighed by its marginal likelihood in strategies.empirical_bayes)
             fit = fit_candidate(anchor, panel, rows, y)
-            assert isinstance(fit, EBFit)
+            assert isinstance(fit, EBFit | AnchoredGroups)
             why = (f"{len(rows)} gold, {np.unique(y).size} gold class(es): fewer than "
                    f"min_gold={self.min_gold} or one class, so no cross-validation; "
-                   f"empirical-Bayes Dawid–Skene: {fit.why}")
-            return self._store(m, fit, "eb_dawid_skene", {}, len(rows), None, why,
-                               ("eb_dawid_skene",))
+                   f"{anchor_name}: {fit.why}")
+            return self._store(m, fit, describe(anchor), {}, len(rows), None, why,
+                               (describe(anchor),))
         cv = _CrossValidation(panel, rows, y, self.n_folds, self.n_repeats, self.seed)
         lr = min((("logistic", "paired", c) for c in self.c_grid),
                  key=lambda c: float(cv.item_loss(c).mean()))
@@ -319,7 +325,7 @@ class Calibrated:
                                  "log_loss": float(cv.item_loss(c).mean())}
                   for c, a in acc.items()}
         folds = f"{len(cv.splits) // self.n_repeats} folds x {self.n_repeats} repeats"
-        why = (f"{len(rows)} gold, {folds}: the empirical-Bayes anchor against the stack "
+        why = (f"{len(rows)} gold, {folds}: the anchor ({anchor_name}) against the stack "
                f"(lowest out-of-fold log-loss of {len(stacks)} weightings) and {len(rivals)} "
                "challenger(s); ")
         why += (f"{describe(best)} beat the {'anchor' if beaten == anchor else 'stack'} out of "
@@ -330,7 +336,7 @@ class Calibrated:
                 f"switch_confidence={self.switch_confidence:g} (P = {best_p:.3f}), nor did a "
                 "challenger, so the anchor")
         if best == anchor:
-            assert isinstance(model, EBFit)
+            assert isinstance(model, EBFit | AnchoredGroups)
             why += f" ({model.why})"
         return self._store(m, model, describe(best), scores, len(rows), lr[2], why,
                            tuple(describe(c) for c in (anchor, stack, *rivals)))
