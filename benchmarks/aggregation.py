@@ -16,8 +16,10 @@ Sections (figures go to ``benchmarks/README.md``, "## Aggregation"):
    ``judges.simulated_offline``: the votes ``consensus compare`` would collect through Ray). Each
    is repeated ``--sims`` times with the dataset seed and every judge seed shifted by the
    repetition (repetition 0 is the scenario as written); that share of the items carries gold,
-   the rest is scored: calibrated (fitted with that gold), Dawid–Skene with and without it and
-   majority against the Bayes-optimal accuracy computed exactly from the true parameters.
+   the rest is scored: calibrated (fitted with that gold), Dawid–Skene with and without it, the
+   correlated groups found without gold (``strategies.grouped_em.search_groups``, calibrated's
+   anchor where it finds groups) and majority against the Bayes-optimal accuracy computed
+   exactly from the true parameters.
 
 Run from the repository root (crowd-kit is optional: ``pip install crowd-kit``; it is never a
 dependency of the package)::
@@ -61,6 +63,7 @@ from judges.simulated_offline import bayes_posteriors, reseed, simulate_ballots
 from strategies._matrix import fit_logistic, one_hot, one_hot_long, vote_matrix
 from strategies.calibrated import Calibrated
 from strategies.dawid_skene import DawidSkene, _em, dawid_skene_em
+from strategies.grouped_em import search_groups
 from strategies.log_odds import LogOdds
 from strategies.majority import Majority
 
@@ -371,8 +374,9 @@ def section_sims(paths: Sequence[Path], n_seeds: int, n_items: int | None,
         if n_items is not None:
             sim = sim.model_copy(update={"n_items": n_items})
         acc: dict[str, list[float]] = {k: [] for k in ("bayes", "calibrated", "ds", "ds_gold",
-                                                        "majority")}
+                                                        "grouped", "majority")}
         t0 = time.perf_counter()
+        groups: dict[int, int] = {}  # number of groups found -> seeds
         for seed in range(n_seeds):
             specs = reseed(sc.judges, seed)
             requests = sim.model_copy(update={"seed": sim.seed + seed}).generate()
@@ -394,21 +398,31 @@ def section_sims(paths: Sequence[Path], n_seeds: int, n_items: int | None,
             acc["ds"].append(accuracy_of(dsk, sc_ballots))
             acc["ds_gold"].append(accuracy_of(DawidSkene().fit(run), sc_ballots))
             acc["majority"].append(accuracy_of(maj, sc_ballots))
+            # the groups found without gold (calibrated's anchor where there are groups): the
+            # codes in calibrated's column order, so the search is the one it cached
+            mc = vote_matrix(ballots)
+            found = search_groups(mc.codes, max(mc.n_labels, 2))
+            post_g = (found.posteriors if found.posteriors is not None
+                      else dawid_skene_em(mc.codes, max(mc.n_labels, 2)).posteriors)
+            acc["grouped"].append(float((post_g.argmax(1) == mc.gold)[scored].mean()))
+            groups[len(found.groups)] = groups.get(len(found.groups), 0) + 1
         row: dict[str, Any] = {"scenario": sc.name, "description": sc.file.description,
                                "items": sim.n_items, "judges": len(sc.judges),
                                "labels": len(ballots[0].labels), "seeds": n_seeds,
-                               "fraction": gold_fraction,
+                               "fraction": gold_fraction, "groups_found": groups,
                                "seconds": time.perf_counter() - t0}
         for k, v in acc.items():
             row[k] = float(np.mean(v))
         bayes = np.array(acc["bayes"])
         row["calibrated_gap_se"] = se(list(bayes - np.array(acc["calibrated"])))
         row["ds_gap_se"] = se(list(bayes - np.array(acc["ds"])))
+        row["grouped_gap_se"] = se(list(bayes - np.array(acc["grouped"])))
         rows.append(row)
         if not quiet:
             print(f"  {gold_fraction:.0%} {sc.name:22s} Bayes {row['bayes']:.3f} calibrated "
                   f"{row['calibrated']:.3f} ds_gold {row['ds_gold']:.3f} ds {row['ds']:.3f} "
-                  f"({row['seconds']:.0f} s)", file=sys.stderr, flush=True)
+                  f"grouped {row['grouped']:.3f} {groups} ({row['seconds']:.0f} s)",
+                  file=sys.stderr, flush=True)
     return rows
 
 
@@ -507,15 +521,19 @@ def report_sims(sims: list[dict[str, Any]], add: Callable[[str], None]) -> None:
         add(f"\n### Simulated panels: {frac:.0%} gold, the rest scored, {part[0]['seeds']} seeds "
             "(± standard error of the gap)\n")
         add("| scenario | items x judges x labels | Bayes-optimal | calibrated | gap "
-            "| DS with gold | DS (no gold) | gap | majority |")
-        add("|---|---|---|---|---|---|---|---|---|")
+            "| DS with gold | DS (no gold) | gap | groups found (no gold) | gap "
+            "| seeds with a group | majority |")
+        add("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in part:
             add(f"| `{r['scenario']}` | {r['items']} x {r['judges']} x {r['labels']} "
                 f"| {r['bayes']:.3f} | {r['calibrated']:.3f} "
                 f"| {(r['bayes'] - r['calibrated']) * 100:.2f} pp "
                 f"(±{r['calibrated_gap_se'] * 100:.2f}) | {r['ds_gold']:.3f} | {r['ds']:.3f} "
                 f"| {(r['bayes'] - r['ds']) * 100:.2f} pp (±{r['ds_gap_se'] * 100:.2f}) "
-                f"| {r['majority']:.3f} |")
+                f"| {r['grouped']:.3f} | {(r['bayes'] - r['grouped']) * 100:.2f} pp "
+                f"(±{r['grouped_gap_se'] * 100:.2f}) "
+                f"| {sum(v for g, v in r['groups_found'].items() if int(g) > 0)} of "
+                f"{r['seeds']} | {r['majority']:.3f} |")
 
 
 def main() -> None:

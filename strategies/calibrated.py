@@ -11,7 +11,14 @@ of them and lets the gold argue for more:
   Dawid–Skene as the prior, the gold as evidence. A label switch needs P >= 0.95 on the gold;
   the prior's strength is chosen by the marginal likelihood of the judges' gold votes. With
   fewer than ``min_gold`` gold ballots (or one gold class) it is the model, with no
-  cross-validation.
+  cross-validation. Where the unlabelled ballots show correlated groups (a herd whose members
+  copy one answer), the anchor is ``grouped_anchor`` instead: the grouped model with groups
+  found without gold (:func:`strategies.grouped_em.search_groups`, by BIC, with at least ten
+  items per parameter), oriented by the gold under the same P >= 0.95 burden and refined by EM
+  with the gold clamped (:func:`strategies.grouped_em.anchored_grouped`). Inside a herd,
+  independence-model Dawid–Skene reads the copies' agreement as competence; the gold cannot fix
+  that with 30 labels (simulated herds at 3% gold: 4.6 to 7.7 points below Bayes-optimal with the
+  independence anchor, 0.1 to 0.8 with this one).
 * **The stack**: a weighted geometric pool (each member temperature-scaled; weights on a simplex
   grid by out-of-fold log-loss over repeated stratified folds) of
 

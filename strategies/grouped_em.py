@@ -5,7 +5,17 @@ their shared mistakes as independent evidence.
 :func:`find_groups` links judges whose agreement exceeds what their confusions predict;
 :func:`grouped_em` fits a model where each group has a latent answer its members copy with a
 learned probability, else vote on their own (:class:`GroupedModel`). ``strategies.calibrated``
-uses it as one member of its stack.
+uses it as one member of its stack, started from a supervised fit.
+
+Without gold, :func:`search_groups` chooses the groups by BIC: the independence model first,
+then the candidate group (a cluster of excess agreement) that lowers the BIC most, while it
+lowers it by more than :data:`MIN_BIC_GAIN`. What makes this work is the start: each grouped fit
+starts from Dawid–Skene on the judges *outside* the groups. Started from Dawid–Skene on every
+judge, EM stays where the herd is the truth (its members look accurate, the independent judges
+look like the correlated ones); on the simulated herds of ``scenarios/sim_*.yaml`` the search
+finds exactly the leader and its echoes and comes within 0.2 to 2.6 points of Bayes-optimal with
+no gold at all (plain Dawid–Skene: 25 to 28 points below). :func:`anchored_grouped` then adds
+the gold; ``calibrated`` makes it its anchor where a search found groups.
 """
 
 from __future__ import annotations
