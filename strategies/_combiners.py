@@ -26,6 +26,7 @@ from strategies._matrix import (
 from strategies.dawid_skene import EMResult, dawid_skene_em
 from strategies.empirical_bayes import eb_dawid_skene
 from strategies.grouped_em import (
+    MAX_SHORT_BALLOTS,
     GroupSearch,
     anchored_grouped,
     find_groups,
@@ -77,6 +78,7 @@ class Panel:
 
     def __init__(self, m: VoteMatrix, svd_rank: int):
         self.codes = m.codes
+        self.judges = m.judges
         self.k = k = max(m.n_labels, 2)
         self.n_options = m.n_options
         n_j = len(m.judges)
@@ -106,12 +108,16 @@ class Panel:
     @property
     def group_search(self) -> GroupSearch:
         """Correlated groups found in every fitted ballot with the gold hidden
-        (:func:`strategies.grouped_em.search_groups`; cached per codes). Not tried when items
-        have fewer label positions than the panel (the grouped model has no ``n_options``)."""
+        (:func:`strategies.grouped_em.search_groups`; cached per codes). Not tried when more
+        than :data:`~strategies.grouped_em.MAX_SHORT_BALLOTS` of the items have fewer label
+        positions than the panel (the grouped model has no per-item label count)."""
         if self._search is None:
-            if (np.asarray(self.n_options) < self.k).any():
-                self._search = GroupSearch((), None, None, float("nan"), float("nan"), 0,
-                                           "no search for groups: items with fewer options")
+            short = float((np.asarray(self.n_options) < self.k).mean())
+            if short > MAX_SHORT_BALLOTS:
+                self._search = GroupSearch(
+                    (), None, None, float("nan"), float("nan"), 0,
+                    f"no search for groups: {short:.0%} of the items offer fewer than "
+                    f"{self.k} labels (at most {MAX_SHORT_BALLOTS:.0%})")
             else:
                 self._search = search_groups(self.codes, self.k)
         return self._search
@@ -173,7 +179,7 @@ def fit_candidate(cand: Candidate, p: Panel, rows: IntArray, y: IntArray) -> Mod
         return eb_dawid_skene(p.codes, k, gold, n_options=p.n_options,
                               unsupervised=p.unsupervised)
     if kind == "grouped_anchor":
-        return anchored_grouped(p.codes, k, gold, p.group_search)
+        return anchored_grouped(p.codes, k, gold, p.group_search, names=p.judges)
     if kind == "grouped":
         t = p.clamped_posteriors(fit_candidate(cand[1], p, rows, y), rows, y)
         return grouped_em(p.codes, k, find_groups(p.codes, k, t), t, gold=gold, n_iter=20)[0]

@@ -7,6 +7,7 @@ Bayes-optimal accuracy is computed exactly from their true parameters.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import numpy as np
@@ -75,17 +76,52 @@ def test_search_keeps_independent_judges_independent() -> None:
 
 def test_no_search_with_too_few_items_per_parameter() -> None:
     # 100 items, 11 judges: 4.3 items per parameter of the independence model; the BIC is a
-    # large-sample rule and the search does not run (LLMBar's sets are all below 1)
+    # large-sample rule and the search does not run (LLMBar's sets: 0.18 to 6.1)
     _, m, _, _ = scenario("herd")
     s = search_groups(m.codes[:100], 2)
     assert (s.groups, s.model, s.tried) == ((), None, 0)
     assert "items per parameter" in s.why
 
 
-def test_search_is_cached_per_codes() -> None:
+def test_search_is_cached_per_codes_and_settings_and_read_only() -> None:
     _, m, _, _ = scenario("correlated")
-    assert search_groups(m.codes, 2) is search_groups(m.codes.copy(), 2)
-    assert search_groups(m.codes[:-1], 2) is not search_groups(m.codes, 2)
+    s = search_groups(m.codes, 2)
+    assert s is search_groups(m.codes.copy(), 2)
+    assert s is search_groups(m.codes.astype(np.int32), 2)  # the same votes, another dtype
+    assert search_groups(m.codes[:-1], 2) is not s
+    # another setting is another search: one EM iteration per fit finds another "group"
+    assert search_groups(m.codes, 2, n_iter=1) is not s
+    assert search_groups(m.codes, 2) is s
+    # every later fit on these ballots shares the result: it cannot be edited in place
+    assert s.model is not None and s.posteriors is not None
+    for a in (s.posteriors, s.model.confusions, s.model.copy, s.model.latent, s.model.priors):
+        with pytest.raises(ValueError, match="read-only"):
+            a[0] = 0.0
+
+
+def test_a_few_short_ballots_keep_the_search_many_skip_it() -> None:
+    # the grouped model has no per-item label count: up to 5% of items with fewer labels are
+    # read on their own positions; beyond that no search runs, and calibrated says why
+    from strategies._combiners import Panel
+
+    _, m, _, _ = scenario("three_labels")
+    few = dataclasses.replace(m, n_options=np.where(np.arange(len(m.codes)) < 5, 2, 3))
+    assert Panel(few, 2).group_search.groups != ()
+    many = dataclasses.replace(m, n_options=np.where(np.arange(len(m.codes)) < 100, 2, 3))
+    s = Panel(many, 2).group_search
+    assert s.groups == () and "10% of the items offer fewer than 3 labels" in s.why
+
+
+def test_no_label_switch_is_tried_with_three_labels() -> None:
+    _, m, _, _ = scenario("three_labels")
+    s = search_groups(m.codes, 3)
+    assert s.posteriors is not None
+    found = s.posteriors.argmax(1)
+    gold = np.full(len(m.codes), -1)
+    gold[:6] = (found[:6] + 1) % 3  # six gold items, every one against the found model
+    fit = anchored_grouped(m.codes, 3, gold, s)
+    assert not fit.switched and fit.gold_right == 0
+    assert "no switch tried with more than two labels" in fit.why
 
 
 @pytest.mark.parametrize(("n_wrong", "switched"), [(3, False), (5, True)])
@@ -121,7 +157,7 @@ def test_calibrated_anchor_is_the_grouped_model_at_three_percent_gold() -> None:
     assert acc > plain + 0.2
 
 
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=8, deadline=None, derandomize=True)
 @given(seed=st.integers(0, 10_000), copies=st.integers(0, 3))
 def test_search_returns_disjoint_groups_no_worse_than_independence(seed: int,
                                                                    copies: int) -> None:
@@ -140,3 +176,8 @@ def test_search_returns_disjoint_groups_no_worse_than_independence(seed: int,
     assert s.bic <= s.bic_independent
     assert s.posteriors is not None
     assert np.allclose(s.posteriors.sum(axis=1), 1.0)
+    if copies == 0:
+        # conditionally independent judges: no group (none on 60 of 60 seeds). With copies, a
+        # 400-item, 6-judge panel is weakly identified: the independence model that takes the
+        # copied judge for the truth is often within the BIC margin, so no group is required.
+        assert s.groups == ()
