@@ -24,7 +24,7 @@ from strategies._matrix import (
     one_hot,
 )
 from strategies.dawid_skene import EMResult, dawid_skene_em
-from strategies.empirical_bayes import eb_dawid_skene
+from strategies.empirical_bayes import eb_dawid_skene, fixed_points
 from strategies.grouped_em import (
     MAX_SHORT_BALLOTS,
     GroupSearch,
@@ -94,16 +94,23 @@ class Panel:
         self.has_pairs = len(bases) < n_j
         self._svd: dict[str, tuple[FloatArray, FloatArray]] = {}
         self.svd_rank = svd_rank
-        self._unsupervised: EMResult | None = None
+        self._fixed_points: tuple[EMResult, ...] | None = None
         self._search: GroupSearch | None = None
 
     @property
     def unsupervised(self) -> EMResult:
         """Dawid–Skene on every fitted ballot with the gold hidden (computed once: it does not
         depend on the gold, so every fold of a cross-validation shares it)."""
-        if self._unsupervised is None:
-            self._unsupervised = dawid_skene_em(self.codes, self.k, n_options=self.n_options)
-        return self._unsupervised
+        return self.fixed_points[0]
+
+    @property
+    def fixed_points(self) -> tuple[EMResult, ...]:
+        """Distinct fixed points of unsupervised Dawid–Skene from several starts, the
+        vote-share start first (:func:`strategies.empirical_bayes.fixed_points`; computed once:
+        they do not depend on the gold)."""
+        if self._fixed_points is None:
+            self._fixed_points = fixed_points(self.codes, self.k, n_options=self.n_options)
+        return self._fixed_points
 
     @property
     def group_search(self) -> GroupSearch:
@@ -177,7 +184,7 @@ def fit_candidate(cand: Candidate, p: Panel, rows: IntArray, y: IntArray) -> Mod
     gold[rows] = y
     if kind == "eb_dawid_skene":
         return eb_dawid_skene(p.codes, k, gold, n_options=p.n_options,
-                              unsupervised=p.unsupervised)
+                              unsupervised=p.unsupervised, alternatives=p.fixed_points[1:])
     if kind == "grouped_anchor":
         return anchored_grouped(p.codes, k, gold, p.group_search, names=p.judges)
     if kind == "grouped":

@@ -20,6 +20,7 @@ from strategies.dawid_skene import dawid_skene_em
 from strategies.empirical_bayes import (
     KAPPA_GRID,
     eb_dawid_skene,
+    fixed_points,
     gold_counts,
     marginal_log_likelihood,
 )
@@ -216,3 +217,66 @@ def test_gold_shows_a_herd_for_what_it_is_worth(seed: int) -> None:
     if seed == 3:  # a weaker prior predicts the held-out gold better: 6 wins, no loss
         assert "better than the most likely" in fit.why and "P = 0.992" in fit.why
         assert fit.kappa == KAPPA_GRID[0]
+
+
+def camp_panel(fooled: int, careful: int, wrong: float, hard: float, easy: float,
+               seed: int, n: int = 300) -> tuple[np.ndarray, np.ndarray]:
+    """``fooled`` judges right ``wrong`` of the time on a ``hard`` share of the items,
+    ``careful`` ones right 85% there; everyone right ``easy`` of the time on the rest."""
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, 2, n)
+    is_hard = rng.random(n) < hard
+    right = np.where(is_hard[:, None], np.r_[np.full(fooled, wrong),
+                                             np.full(careful, 0.85)][None, :], easy)
+    codes = np.where(rng.random((n, fooled + careful)) < right, truth[:, None],
+                     1 - truth[:, None])
+    return codes, truth
+
+
+LIKELY = (9, 5, 0.3, 0.5, 0.75, 1)  # the careful camp's optimum is also the more likely one
+UNLIKELY = (7, 4, 0.15, 0.5, 0.9, 2)  # ... and here the less likely one
+
+
+@pytest.mark.parametrize("case", [LIKELY, UNLIKELY])
+def test_fixed_points_start_from_each_camp(case) -> None:
+    codes, truth = camp_panel(*case)
+    fps = fixed_points(codes, 2)
+    first = dawid_skene_em(codes, 2)
+    assert np.array_equal(fps[0].posteriors, first.posteriors)  # the vote-share start first
+    acc = [float((f.posteriors.argmax(1) == truth).mean()) for f in fps]
+    # the vote-share start follows the fooled majority; a start from the careful camp's votes
+    # reaches another optimum
+    assert acc[0] < 0.5 and max(acc) > 0.9
+    labels = [tuple(f.posteriors.argmax(1)) for f in fps]
+    assert len(set(labels)) == len(labels)  # distinct fixed points only
+
+
+def test_an_honest_panel_has_one_fixed_point_and_three_labels_one_start() -> None:
+    codes, _ = panel([0.9, 0.8, 0.75, 0.7, 0.65], n=400)
+    assert len(fixed_points(codes, 2)) == 1
+    rng = np.random.default_rng(3)
+    assert len(fixed_points(rng.integers(-1, 3, (200, 5)), 3)) == 1
+
+
+@pytest.mark.parametrize(("case", "taken"), [(LIKELY, True), (UNLIKELY, False)])
+def test_another_optimum_needs_the_likelihood_and_the_gold(case, taken: bool) -> None:
+    codes, truth = camp_panel(*case)
+    fps = fixed_points(codes, 2)
+    best = int(np.argmax([(f.posteriors.argmax(1) == truth).mean() for f in fps]))
+    assert (fps[best].log_likelihood >= fps[0].log_likelihood) is taken
+    gold = with_gold(truth, np.random.default_rng(0).permutation(len(truth))[:6])
+    alone = eb_dawid_skene(codes, 2, gold, unsupervised=fps[0])
+    fit = eb_dawid_skene(codes, 2, gold, unsupervised=fps[0], alternatives=fps[1:])
+    assert fit.why.startswith(f"of {len(fps)} fixed points")
+    scored = gold < 0
+    acc_alone = (alone.log_scores(codes).argmax(1) == truth)[scored].mean()
+    acc = (fit.log_scores(codes).argmax(1) == truth)[scored].mean()
+    assert acc_alone < 0.6
+    if taken:  # as likely, and right on more of the 6 gold items: it replaces the first
+        assert acc > 0.9 and "the vote-share start's stands" not in fit.why
+    else:  # right on more gold, but less likely: the vote-share fit stands
+        assert acc == acc_alone and "the vote-share start's stands" in fit.why
+    # without gold the vote-share fixed point stands
+    none = eb_dawid_skene(codes, 2, np.full(len(truth), -1), unsupervised=fps[0],
+                          alternatives=fps[1:])
+    assert np.array_equal(none.log_scores(codes).argmax(1), fps[0].posteriors.argmax(1))
