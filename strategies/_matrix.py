@@ -164,8 +164,16 @@ def vote_matrix(ballots: Sequence[Ballot], judges: Sequence[str] | None = None) 
 
 
 def one_hot(codes: IntArray, n_labels: int) -> sparse.csr_matrix:
-    """Sparse indicator of ``codes``: row ``i`` has a 1 in column ``j * n_labels + codes[i, j]``."""
+    """Sparse indicator of ``codes``: row ``i`` has a 1 in column ``j * n_labels + codes[i, j]``.
+
+    Raises:
+        ValueError: A code is ``n_labels`` or more (scipy would build a corrupt matrix, and the
+            process then aborts inside it).
+    """
     n, n_j = codes.shape
+    if codes.size and int(codes.max()) >= n_labels:
+        raise ValueError(f"vote codes must be below n_labels={n_labels} (-1: no vote), got "
+                         f"{int(codes.max())}")
     present = codes >= 0
     # int32 indices: scipy would otherwise scan and downcast int64 ones on every construction
     idx = np.int64 if n_j * n_labels >= 2**31 or present.sum() >= 2**31 else np.int32

@@ -303,3 +303,12 @@ def test_the_label_switched_twin_is_not_another_optimum() -> None:
     fit = eb_dawid_skene(codes, 2, gold, unsupervised=fps[0], alternatives=fps[1:])
     assert not fit.switched
     assert (fit.log_scores(codes).argmax(1) == truth).mean() > 0.85
+
+
+def test_a_code_beyond_the_labels_is_an_error_not_an_abort() -> None:
+    # before: scipy built a CSR matrix with an out-of-range column and the process aborted
+    # (free(): invalid size) inside Dawid-Skene
+    with pytest.raises(ValueError, match="below n_labels=2"):
+        dawid_skene_em(np.array([[0, 2], [1, 0]]), 2)
+    with pytest.raises(ValueError, match="below n_labels=2"):
+        one_hot(np.array([[0, 3]]), 2)
