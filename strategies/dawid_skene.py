@@ -251,6 +251,15 @@ MAX_GOLD_FOLDS = 10
 """Folds of :func:`held_out_check`: leave-one-out up to 10 gold rows, 10 folds beyond."""
 
 
+def gold_orientation(predicted: IntArray, y: IntArray, k: int) -> tuple[int, float, bool]:
+    """(gold items an unsupervised fit predicts right, P(its accuracy < 1/2), whether to take
+    its label switch): binary panels only, at P >= ``GOLD_SWITCH_CONFIDENCE`` (the burden of
+    proof on a solution saying the judges are wrong). No gold: (0, 0.0, False)."""
+    right = int((predicted == y).sum())
+    p_worse = float(p_better(y.size - right, right)) if y.size else 0.0
+    return right, p_worse, k == 2 and p_worse >= GOLD_SWITCH_CONFIDENCE
+
+
 def held_out_check(args: tuple[IntArray | sparse.csr_matrix, int, IntArray, IntArray,
                                FloatArray | None],
                    n_iter: int, tol: float, smoothing: float, variant: Variant) -> GoldCheck:

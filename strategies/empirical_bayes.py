@@ -64,7 +64,13 @@ import numpy as np
 from scipy.special import gammaln
 
 from strategies._matrix import FloatArray, IntArray, one_hot
-from strategies.dawid_skene import GOLD_SWITCH_CONFIDENCE, EMResult, dawid_skene_em, p_better
+from strategies.dawid_skene import (
+    GOLD_SWITCH_CONFIDENCE,
+    EMResult,
+    dawid_skene_em,
+    gold_orientation,
+    p_better,
+)
 
 KAPPA_GRID = tuple(float(x) for x in np.exp(np.linspace(np.log(0.5), np.log(2000.0), 36)))
 """Prior strengths tried (pseudo-votes per confusion row), 0.5 to 2000, geometric."""
@@ -221,9 +227,7 @@ def _eb_one(codes: IntArray, k: int, gold: IntArray, r: EMResult) -> EBFit:
     n_j = codes.shape[1]
     log_pi = np.log(conf).transpose(0, 2, 1).reshape(n_j * k, k)
     z = np.asarray(one_hot(codes[rows], k) @ log_pi) + np.log(np.maximum(r.priors, 1e-300))
-    right = int((z.argmax(axis=1) == y).sum())
-    p_worse = float(p_better(rows.size - right, right))  # P(accuracy < 1/2)
-    switched = k == 2 and p_worse >= GOLD_SWITCH_CONFIDENCE
+    right, p_worse, switched = gold_orientation(z.argmax(axis=1), y, k)
     priors = r.priors
     if switched:  # truth t behaves as the unsupervised fit's class 1 - t
         conf, priors = conf[:, ::-1, :], priors[::-1]

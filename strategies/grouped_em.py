@@ -411,15 +411,14 @@ def anchored_grouped(codes: IntArray, k: int, gold: IntArray, search: GroupSearc
     :func:`strategies.empirical_bayes.eb_dawid_skene` does; then EM with the gold clamped,
     started from its posteriors (one model, the gold as observed data). ``names`` (of the
     judge columns) name the groups in ``why``."""
-    from strategies.dawid_skene import GOLD_SWITCH_CONFIDENCE, p_better
+    from strategies.dawid_skene import GOLD_SWITCH_CONFIDENCE, gold_orientation
 
     if search.model is None or search.posteriors is None:
         raise ValueError("no grouped model was searched")
     model, post = search.model, search.posteriors
     rows = np.flatnonzero(gold >= 0)
-    right = int((model.log_scores(codes[rows]).argmax(axis=1) == gold[rows]).sum())
-    p_worse = float(p_better(rows.size - right, right)) if rows.size else 0.0
-    switched = k == 2 and p_worse >= GOLD_SWITCH_CONFIDENCE
+    right, p_worse, switched = gold_orientation(model.log_scores(codes[rows]).argmax(axis=1),
+                                                gold[rows], k)
     if switched:
         post = post[:, ::-1]
     if rows.size:
