@@ -54,6 +54,7 @@ from consensus.redact import redact
 from consensus.types import Outcome, Request, RunSummary
 
 SCHEMA_VERSION = 3
+BUSY_TIMEOUT = 30.0  # seconds an SQLite connection waits for another writer
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id      TEXT PRIMARY KEY,
@@ -377,11 +378,11 @@ class Store:
                               source=self.name, field="--store")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.conn = sqlite3.connect(self.path, timeout=30.0)
+            self.conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT)
         except (OSError, sqlite3.Error) as exc:
             self._refuse(exc)
         try:
-            self.conn.execute("PRAGMA journal_mode=WAL")
+            self._write_ahead_log()
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.execute("PRAGMA foreign_keys=ON")
             self._migrate()
@@ -390,6 +391,28 @@ class Store:
             if isinstance(exc, sqlite3.Error):
                 self._refuse(exc)
             raise
+
+    def _write_ahead_log(self, wait: float = BUSY_TIMEOUT) -> None:
+        """Switch the file to WAL mode (it stays so), waiting for other connections.
+
+        SQLite does not call its busy handler for a change of journal mode: two processes
+        opening a new store at the same moment made one fail with "database is locked" (a third
+        of 300 tries here). The mode is read first (a store already in WAL needs no lock), and
+        the change is retried with a growing pause until ``wait`` seconds have passed."""
+        if str(self.conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+            return
+        deadline, pause = time.monotonic() + wait, 0.005
+        while True:
+            try:
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if time.monotonic() + pause > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.25)
 
     def _refuse(self, exc: OSError | sqlite3.Error) -> NoReturn:
         detail = getattr(exc, "strerror", None) or str(exc)
