@@ -62,6 +62,7 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -407,6 +408,7 @@ class CompetenceSource:
     _base: Any = field(default=None, init=False, repr=False)
     _cache: dict[Any, tuple[Strategy, dict[str, float] | None]] = field(
         default_factory=dict, init=False, repr=False)
+    _fitting: asyncio.Lock | None = field(default=None, init=False, repr=False)
 
     def refresh(self) -> Table | None:
         """Read the table (one SELECT); a change drops the derived strategies. On a read error
@@ -456,6 +458,28 @@ class CompetenceSource:
                                   field="strategy")
             self._cache[key] = hit
         return hit
+
+    async def prepare(self, base: Strategy) -> None:
+        """Read the table and, for ``calibrated``, refit on the reviews in a worker thread when
+        they changed, so that :meth:`decide` finds the fit cached: a fit takes up to seconds
+        (the group search: 14 s at 12,000 ballots) and, run inline, held up every other request
+        of the event loop. Concurrent callers share one fit. The store is read on the calling
+        thread (an SQLite connection serves the thread that opened it)."""
+        if not isinstance(base, Calibrated) or self.refresh() is None:
+            return
+        if self._fitting is None:
+            self._fitting = asyncio.Lock()
+        async with self._fitting:
+            if base is not self._base:
+                self._base, self._cache = base, {}
+            if ("calibrated",) in self._cache:
+                return
+            table = self._table
+            gold = gold_ballots(self.store)
+            fitted = (await asyncio.to_thread(fit_strategy, base, [*self.unlabelled, *gold])
+                      if gold else base)
+            if self._table is table and self._base is base:  # else a newer table came in
+                self._cache[("calibrated",)] = (fitted, None)
 
     def decide(self, base: Strategy, ballot: Ballot) -> Decision:
         """Decide ``ballot`` with ``base`` under the reviews' competences (fails closed when no

@@ -534,6 +534,8 @@ class Coordinator:
     async def _finish(self, request: Request, votes: Sequence[Vote], start: float,
                       version: str | None, deliberation: Deliberation | None = None) -> Outcome:
         """Conclude, carry the action out, and time the whole decision."""
+        if self.competences is not None:  # a refit on new reviews runs off the event loop
+            await self.competences.prepare(self.strategy)
         outcome, choice = self._conclude(request, votes, time.perf_counter() - start, version,
                                          deliberation)
         if outcome.action in ("revise", "regenerate", "escalate"):
@@ -616,7 +618,9 @@ class Coordinator:
             all_ballots = [b for r, (got, _, _) in zip(requests, polls, strict=True)
                            if not isinstance(got, Outcome) for b in ballots_of(r, got[0])]
             masked = mask_gold(all_ballots)
-            self.strategy = fit_strategy(self.strategy, masked)
+            # in a worker thread: a learning fit takes up to seconds, and the watcher (and any
+            # other task of the loop) must go on meanwhile
+            self.strategy = await asyncio.to_thread(fit_strategy, self.strategy, masked)
             if self.competences is not None:  # calibrated fits the reviews' gold and these
                 self.competences.unlabelled = masked
             out = []

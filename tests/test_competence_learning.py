@@ -319,3 +319,48 @@ def test_competences_and_weights_stay_in_range(steps):
 def _item_of(store: Store, review_id: int) -> tuple[str, str]:
     r = next(r for r in store.reviews(include_undone=True) if r["review_id"] == review_id)
     return r["run_id"], r["request_id"]
+
+
+def test_a_refit_on_new_reviews_runs_off_the_event_loop_once(store: Store, monkeypatch):
+    """Three requests decided at once after the reviews changed: one calibrated fit, in a worker
+    thread (a task ticking every 20 ms never waits as long as the 1 s fit), and all three use
+    it. Inline, the fit held up the loop for its whole length."""
+    import consensus.competence as competence_module
+
+    coord = Coordinator(ScriptedPanel(), Calibrated(from_reviews=True, n_repeats=1),
+                        competences=store)
+    script = [("accept", "reject", "reject", "reject"), ("reject", "accept", "accept", "accept")]
+    for i in range(12):  # the boss is always wrong, the others always right
+        decide(coord, store, request(f"r{i}"), script[i % 2][:3])
+        update_from_reviews(store, review(store, f"r{i}", script[i % 2][3]))
+    real, fits = competence_module.fit_strategy, []
+
+    def slow_fit(strategy, ballots):
+        fits.append(len(ballots))
+        import time
+        time.sleep(1.0)
+        return real(strategy, ballots)
+
+    monkeypatch.setattr(competence_module, "fit_strategy", slow_fit)
+    for rid in ("n0", "n1", "n2"):
+        coord.panel.script[rid] = ("accept", "reject", "reject")
+
+    async def main() -> tuple[list[Outcome], list[float]]:
+        ticks: list[float] = []
+        loop = asyncio.get_running_loop()
+
+        async def tick() -> None:
+            while True:
+                ticks.append(loop.time())
+                await asyncio.sleep(0.02)
+
+        ticker = asyncio.create_task(tick())
+        await asyncio.sleep(0)
+        outs = await asyncio.gather(*(coord.decide(request(r)) for r in ("n0", "n1", "n2")))
+        ticker.cancel()
+        return list(outs), ticks
+
+    outs, ticks = asyncio.run(main())
+    assert fits == [12]  # one fit, on the 12 reviewed ballots
+    assert [o.decisions[0].label for o in outs] == ["reject"] * 3  # the boss is contradicted
+    assert ticks[-1] - ticks[0] >= 1.0 and max(b - a for a, b in pairwise(ticks)) < 0.5
