@@ -6,6 +6,7 @@ Fast (no Ray): small numpy panels only.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -148,3 +149,50 @@ def test_bradley_terry_without_prior_keeps_a_never_winning_candidate_from_blowin
 def test_unanimous_entropy_is_positive_zero() -> None:
     e = agreement_of(ballot({"x": "accept", "y": "accept"})).entropy
     assert e == 0.0 and math.copysign(1.0, e) == 1.0
+
+
+# --- the stack is scored as it would have been chosen without the scored items ------------------
+
+def _noise_cv(seed: int, n_cands: int = 60) -> tuple[Any, list[tuple[str, int]]]:
+    """A cross-validation over 40 gold items whose candidates predict by coin flips (their
+    out-of-fold log-probabilities are injected): every one is right half the time in truth."""
+    from strategies._combiners import Panel
+    from strategies._matrix import vote_matrix
+    from strategies.calibrated import _CrossValidation
+
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, 2, 40)
+    data = [ballot({f"j{j}": VERDICT[int(t) if rng.random() < 0.7 else 1 - int(t)]
+                    for j in range(5)}, rid=f"q{i}", gold=VERDICT[int(t)])
+            for i, t in enumerate(truth)]
+    m = vote_matrix(data)
+    panel = Panel(m, 2)
+    rows = np.flatnonzero(m.gold >= 0)
+    cv = _CrossValidation(panel, rows, m.gold[rows], 5, 3, seed)
+    cands = [("noise", i) for i in range(n_cands)]
+    for c in cands:
+        p = rng.uniform(0.2, 0.8, len(cv.y_all))
+        cv._oof[c] = np.log(np.stack([p, 1 - p], axis=1))
+    return cv, cands
+
+
+def test_selected_accuracy_does_not_flatter_the_best_of_many_coin_flips() -> None:
+    plain, honest = [], []
+    for seed in range(8):
+        cv, cands = _noise_cv(seed)
+        chosen, acc = cv.selected_accuracy(cands)
+        idx = (np.arange(len(cv.y_all)), cv.y_all)
+        assert chosen == min(cands, key=lambda c: float(-cv.oof(c)[idx].mean()))
+        plain.append(float(cv.item_accuracy(chosen).mean()))
+        honest.append(float(acc.mean()))
+    # the minimum of 60 log-losses, scored on its own items, looks better than a coin
+    assert np.mean(plain) > 0.56 and np.mean(plain) - np.mean(honest) > 0.05
+    # chosen without the scored fold it is a coin again
+    assert abs(np.mean(honest) - 0.5) < 0.05
+
+
+def test_selected_accuracy_of_one_candidate_is_its_item_accuracy() -> None:
+    cv, cands = _noise_cv(0, n_cands=1)
+    chosen, acc = cv.selected_accuracy(cands)
+    assert chosen == cands[0]
+    np.testing.assert_allclose(acc, cv.item_accuracy(cands[0]), rtol=0, atol=1e-12)
