@@ -408,7 +408,8 @@ class CompetenceSource:
     _base: Any = field(default=None, init=False, repr=False)
     _cache: dict[Any, tuple[Strategy, dict[str, float] | None]] = field(
         default_factory=dict, init=False, repr=False)
-    _fitting: asyncio.Lock | None = field(default=None, init=False, repr=False)
+    _fitting: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = field(
+        default=None, init=False, repr=False)
 
     def refresh(self) -> Table | None:
         """Read the table (one SELECT); a change drops the derived strategies. On a read error
@@ -467,9 +468,10 @@ class CompetenceSource:
         thread (an SQLite connection serves the thread that opened it)."""
         if not isinstance(base, Calibrated) or self.refresh() is None:
             return
-        if self._fitting is None:
-            self._fitting = asyncio.Lock()
-        async with self._fitting:
+        loop = asyncio.get_running_loop()
+        if self._fitting is None or self._fitting[0] is not loop:  # a lock serves one loop
+            self._fitting = (loop, asyncio.Lock())
+        async with self._fitting[1]:
             if base is not self._base:
                 self._base, self._cache = base, {}
             if ("calibrated",) in self._cache:

@@ -342,10 +342,10 @@ def test_a_refit_on_new_reviews_runs_off_the_event_loop_once(store: Store, monke
         return real(strategy, ballots)
 
     monkeypatch.setattr(competence_module, "fit_strategy", slow_fit)
-    for rid in ("n0", "n1", "n2"):
-        coord.panel.script[rid] = ("accept", "reject", "reject")
 
-    async def main() -> tuple[list[Outcome], list[float]]:
+    async def main(rids: tuple[str, ...]) -> tuple[list[Outcome], list[float]]:
+        for rid in rids:
+            coord.panel.script[rid] = ("accept", "reject", "reject")
         ticks: list[float] = []
         loop = asyncio.get_running_loop()
 
@@ -356,11 +356,17 @@ def test_a_refit_on_new_reviews_runs_off_the_event_loop_once(store: Store, monke
 
         ticker = asyncio.create_task(tick())
         await asyncio.sleep(0)
-        outs = await asyncio.gather(*(coord.decide(request(r)) for r in ("n0", "n1", "n2")))
+        outs = await asyncio.gather(*(coord.decide(request(r)) for r in rids))
         ticker.cancel()
         return list(outs), ticks
 
-    outs, ticks = asyncio.run(main())
+    outs, ticks = asyncio.run(main(("n0", "n1", "n2")))
     assert fits == [12]  # one fit, on the 12 reviewed ballots
     assert [o.decisions[0].label for o in outs] == ["reject"] * 3  # the boss is contradicted
     assert ticks[-1] - ticks[0] >= 1.0 and max(b - a for a, b in pairwise(ticks)) < 0.5
+    # another review, then the same again on a new event loop (a lock serves one loop)
+    store.record(RUN, outs[0].model_copy(update={"escalation": Escalation(
+        priority=1, reason="spot check")}), request("n0"))
+    update_from_reviews(store, review(store, "n0", "reject"))
+    outs, _ = asyncio.run(main(("m0", "m1", "m2")))
+    assert fits == [12, 13] and [o.decisions[0].label for o in outs] == ["reject"] * 3
