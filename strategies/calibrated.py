@@ -40,18 +40,18 @@ of them and lets the gold argue for more:
   of all ballots.
 
 The stack replaces the anchor only if it is better out of fold with posterior probability
-``switch_confidence`` (0.9): a sign test over the gold items where the two differ,
-``P(q > 1/2)`` for ``q ~ Beta(wins + 1, losses + 1)``; a challenger must then beat whichever of
-the two stands, the same way (a challenger compared with the anchor alone once won over a better
-stack on simulated herds, 2.6 to 3.8 points below it). In that test each gold item scores the
-stack weighting chosen without its fold: the weighting of least log-loss of 66, scored on the
-items that chose it, flatters itself (the winner's curse; the best of 60 coin flips looked 59%
-right, tests/test_learners_issue9.py): it had switched LLMBar LLMEval^2 at 20% gold to a stack
-on 4 of 30 splits, each 5 points worse, and now on 1 (0.762 -> 0.764). Counting items, not standard errors of
+``switch_confidence`` (0.9): a sign test over the gold items where the two differ, ``P(q > 1/2)``
+for ``q ~ Beta(wins + 1, losses + 1)``; a challenger must then beat whichever of the two stands,
+the same way (a challenger compared with the anchor alone once won over a better stack on simulated
+herds, 2.6 to 3.8 points below it). In that test each gold item scores the stack weighting chosen
+without its fold: the weighting of least log-loss of 66, scored on the items that chose it,
+flatters itself (the winner's curse; the best of 60 coin flips looked 59% right,
+tests/test_learners_issue9.py): it had switched LLMBar LLMEval^2 at 20% gold to a stack on 4 of 30
+splits, each 5 points worse, and now on 1 (0.762 -> 0.764). Counting items, not standard errors of
 a mean, is what a handful of items supports (with 5 gold items a standard error is itself a guess:
-a 1.5-standard-error rule switched LLMBar GPTOut away from the anchor on 2 of 10 splits at 10%
-gold and lost 3.5 points); 0.95 kept the anchor on LLMBar Neighbor and GPTInst at 5% gold, where
-the stack was needed, and lost 6 and 15 points there. Probabilities are the chosen model's softmax.
+a 1.5-standard-error rule switched LLMBar GPTOut away from the anchor on 2 of 10 splits at 10% gold
+and lost 3.5 points); 0.95 kept the anchor on LLMBar Neighbor and GPTInst at 5% gold, where the
+stack was needed, and lost 6 and 15 points there. Probabilities are the chosen model's softmax.
 
 Labels are ballot positions (``strategies._matrix``), so for pairwise ballots the features read
 "judge ``j`` voted for the candidate in position ``k``".
