@@ -408,8 +408,13 @@ class CompetenceSource:
     _base: Any = field(default=None, init=False, repr=False)
     _cache: dict[Any, tuple[Strategy, dict[str, float] | None]] = field(
         default_factory=dict, init=False, repr=False)
-    _fitting: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = field(
+    _pending: tuple[Table, Strategy, asyncio.Future[Any]] | None = field(
         default=None, init=False, repr=False)
+    """The refit :meth:`prepare` runs in a worker thread: for which table and base strategy."""
+    _latest: tuple[int, Strategy] | None = field(default=None, init=False, repr=False)
+    """The last calibrated fit completed (with its sequence number): what decisions use while a
+    refit for newer reviews is on its way."""
+    _fits: int = field(default=0, init=False, repr=False)
 
     def refresh(self) -> Table | None:
         """Read the table (one SELECT); a change drops the derived strategies. On a read error
@@ -439,8 +444,7 @@ class CompetenceSource:
         table = self.table
         if table is None:
             raise LookupError(f"competences unreadable: {self._error}")
-        if base is not self._base:  # a new strategy (e.g. refitted by a run): new parameters
-            self._base, self._cache = base, {}
+        self._rebase(base)
         key: Any = ("calibrated",) if isinstance(base, Calibrated) else (
             ballot.subject == PAIRWISE_SUBJECT, len(ballot.labels),
             frozenset(v.judge for v in ballot.votes))
@@ -451,8 +455,13 @@ class CompetenceSource:
             elif isinstance(base, LogOdds):
                 hit = _log_odds(base, table, ballot, self.prior)
             elif isinstance(base, Calibrated):
-                gold = gold_ballots(self.store)
-                hit = (fit_strategy(base, [*self.unlabelled, *gold]) if gold else base, None)
+                pending = self._pending
+                if pending is not None and not pending[2].done() and self._latest is not None:
+                    # prepare() is refitting in a worker thread: until it has, the last fit
+                    return self._latest[1], None
+                self._fits += 1
+                hit = (self._fit(base, list(self.unlabelled), gold_ballots(self.store),
+                                 self._fits), None)
             else:
                 raise ConfigError(f"strategy {base.name!r} cannot take competences from "
                                   "reviews; use weighted, log_odds or calibrated",
@@ -460,27 +469,61 @@ class CompetenceSource:
             self._cache[key] = hit
         return hit
 
+    def _rebase(self, base: Strategy) -> None:
+        """A new strategy (e.g. a new run's): the fits and parameters of the last are dropped."""
+        if base is not self._base:
+            self._base, self._cache, self._pending, self._latest = base, {}, None, None
+
+    def use_unlabelled(self, ballots: Sequence[Ballot]) -> None:
+        """Ballots without gold a ``calibrated`` fit may use too (the coordinator sets the
+        run's); the fits made without them are dropped."""
+        self.unlabelled, self._cache, self._pending = ballots, {}, None
+
+    def _fit(self, base: Calibrated, unlabelled: list[Ballot], gold: list[Ballot],
+             seq: int) -> Strategy:
+        """A ``calibrated`` fit on the reviewed ballots (and the unlabelled ones), on a copy of
+        ``base`` (a fit sets its learned attributes in place, and decisions may be reading the
+        last one), recorded as the latest unless a newer one completed first."""
+        fitted = fit_strategy(dataclasses.replace(base), [*unlabelled, *gold]) if gold else base
+        if self._latest is None or self._latest[0] < seq:
+            self._latest = (seq, fitted)
+        return fitted
+
     async def prepare(self, base: Strategy) -> None:
-        """Read the table and, for ``calibrated``, refit on the reviews in a worker thread when
-        they changed, so that :meth:`decide` finds the fit cached: a fit takes up to seconds
-        (the group search: 14 s at 12,000 ballots) and, run inline, held up every other request
-        of the event loop. Concurrent callers share one fit. The store is read on the calling
-        thread (an SQLite connection serves the thread that opened it)."""
-        if not isinstance(base, Calibrated) or self.refresh() is None:
+        """Read the table (one SELECT) and, for ``calibrated``, refit on the reviews in a worker
+        thread when they changed, so that :meth:`decide` finds the fit cached. A fit takes up
+        to seconds (the group search: 14 s at 12,000 ballots); run inline, it held up every
+        other request of the event loop. Callers share the fit under way: a cancelled caller
+        leaves it running for the others (it is shielded), and a decision that cannot wait
+        (:meth:`strategy_for` from synchronous code) uses the last fit meanwhile. The store is
+        read on the calling thread (an SQLite connection serves the thread that opened it).
+        Reviews that arrive during a fit are followed for three refits; the decision then reads
+        no newer table than the fit's (``Coordinator.decide_ballots(refresh=False)``)."""
+        if self.refresh() is None or not isinstance(base, Calibrated):
             return
+        calibrated: Calibrated = base
         loop = asyncio.get_running_loop()
-        if self._fitting is None or self._fitting[0] is not loop:  # a lock serves one loop
-            self._fitting = (loop, asyncio.Lock())
-        async with self._fitting[1]:
-            if base is not self._base:
-                self._base, self._cache = base, {}
-            if ("calibrated",) in self._cache:
+        for round_ in range(3):
+            if round_ and self.refresh() is None:  # did reviews arrive during the fit?
                 return
             table = self._table
-            gold = gold_ballots(self.store)
-            fitted = (await asyncio.to_thread(fit_strategy, base, [*self.unlabelled, *gold])
-                      if gold else base)
-            if self._table is table and self._base is base:  # else a newer table came in
+            self._rebase(base)
+            if table is None or ("calibrated",) in self._cache:
+                return
+            pending = self._pending
+            if (pending is None or pending[0] is not table or pending[1] is not base
+                    or pending[2].get_loop() is not loop or pending[2].cancelled()):
+                self._fits += 1
+                work = asyncio.to_thread(self._fit, calibrated, list(self.unlabelled),
+                                         gold_ballots(self.store), self._fits)
+                pending = (table, base, asyncio.ensure_future(work))
+                self._pending = pending
+            try:
+                fitted = await asyncio.shield(pending[2])
+            except Exception:  # noqa: BLE001 - decide() meets the error again, and reports it
+                self._pending = None
+                return
+            if self._table is table and self._base is base and self._pending is pending:
                 self._cache[("calibrated",)] = (fitted, None)
 
     def decide(self, base: Strategy, ballot: Ballot) -> Decision:

@@ -482,10 +482,19 @@ class Coordinator:
         return d if d.agreement is not None else d.model_copy(
             update={"agreement": agreement_of(ballot)})
 
-    def decide_ballots(self, request: Request, votes: Sequence[Vote]) -> list[Decision]:
-        """One decision per subject of ``request`` (quorum, then the strategy); the
-        competences from reviews, if any, are read first (one SELECT)."""
+    async def prepare_competences(self) -> None:
+        """Read the competences from reviews, if any (one SELECT), and refit a ``calibrated``
+        strategy on changed reviews in a worker thread
+        (:meth:`consensus.competence.CompetenceSource.prepare`)."""
         if self.competences is not None:
+            await self.competences.prepare(self.strategy)
+
+    def decide_ballots(self, request: Request, votes: Sequence[Vote], *,
+                       refresh: bool = True) -> list[Decision]:
+        """One decision per subject of ``request`` (quorum, then the strategy); the
+        competences from reviews, if any, are read first (one SELECT), unless ``refresh`` is
+        False (the caller has just awaited :meth:`prepare_competences`)."""
+        if self.competences is not None and refresh:
             self.competences.refresh()
         return [self.aggregate(b) for b in ballots_of(request, votes)]
 
@@ -510,8 +519,8 @@ class Coordinator:
 
     def _conclude(self, request: Request, votes: Sequence[Vote], latency_s: float,
                   version: str | None, deliberation: Deliberation | None = None,
-                  ) -> tuple[Outcome, Choice]:
-        decisions = tuple(self.decide_ballots(request, votes))
+                  refresh: bool = True) -> tuple[Outcome, Choice]:
+        decisions = tuple(self.decide_ballots(request, votes, refresh=refresh))
         choice = self.policy.choose(request, decisions, votes)
         if deliberation is not None:
             deliberation = self._rounds_decided(request, deliberation, decisions)
@@ -534,10 +543,9 @@ class Coordinator:
     async def _finish(self, request: Request, votes: Sequence[Vote], start: float,
                       version: str | None, deliberation: Deliberation | None = None) -> Outcome:
         """Conclude, carry the action out, and time the whole decision."""
-        if self.competences is not None:  # a refit on new reviews runs off the event loop
-            await self.competences.prepare(self.strategy)
+        await self.prepare_competences()  # a refit on new reviews runs off the event loop
         outcome, choice = self._conclude(request, votes, time.perf_counter() - start, version,
-                                         deliberation)
+                                         deliberation, refresh=False)
         if outcome.action in ("revise", "regenerate", "escalate"):
             outcome = await self.interventions.resolve(self, request, outcome, choice)
             outcome = outcome.model_copy(update={"latency_s": time.perf_counter() - start})
@@ -622,7 +630,7 @@ class Coordinator:
             # other task of the loop) must go on meanwhile
             self.strategy = await asyncio.to_thread(fit_strategy, self.strategy, masked)
             if self.competences is not None:  # calibrated fits the reviews' gold and these
-                self.competences.unlabelled = masked
+                self.competences.use_unlabelled(masked)
             out = []
             for r, (got, start, version) in zip(requests, polls, strict=True):
                 outcome = await finished(r, got, start, version)

@@ -297,7 +297,8 @@ class Interventions:
                       candidates=(Candidate(id=draft_id, text=text, generator=made_by),),
                       metadata={"draft_of": request.id})
         votes, _ = await coord.gather(sub, version)  # debated too, under strategy debate
-        decision: Decision = coord.decide_ballots(sub, votes)[0]
+        await coord.prepare_competences()  # (a calibrated refit runs off the event loop)
+        decision: Decision = coord.decide_ballots(sub, votes, refresh=False)[0]
         log.info("draft_judged", request_id=request.id, draft=draft_id, source=source,
                  label=decision.label)
         return DraftRecord(id=draft_id, kind=kind, round=rnd, parent=parent, source=source,

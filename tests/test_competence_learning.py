@@ -28,7 +28,7 @@ from consensus.coordinator import Coordinator
 from consensus.errors import ConfigError
 from consensus.policy import Policy
 from consensus.store import Store
-from consensus.types import Ballot, Candidate, Escalation, Outcome, Request, Vote
+from consensus.types import Ballot, Candidate, Decision, Escalation, Outcome, Request, Vote
 from strategies.calibrated import Calibrated
 from strategies.log_odds import LogOdds
 from strategies.majority import Majority
@@ -370,3 +370,52 @@ def test_a_refit_on_new_reviews_runs_off_the_event_loop_once(store: Store, monke
     update_from_reviews(store, review(store, "n0", "reject"))
     outs, _ = asyncio.run(main(("m0", "m1", "m2")))
     assert fits == [12, 13] and [o.decisions[0].label for o in outs] == ["reject"] * 3
+
+
+def test_a_refit_is_shared_survives_a_cancelled_caller_and_never_runs_inline(store: Store,
+                                                                              monkeypatch):
+    """While a refit runs in its worker thread: a synchronous decision (a draft's, say) uses
+    the last fit instead of fitting on the loop; a caller cancelled mid-fit leaves the fit to
+    the next caller instead of starting another; and the fit is a copy, so the strategy that
+    decisions read is never half-fitted."""
+    import threading
+    import time as time_module
+
+    import consensus.competence as competence_module
+
+    coord = Coordinator(ScriptedPanel(), Calibrated(from_reviews=True, n_repeats=1),
+                        competences=store)
+    script = [("accept", "reject", "reject", "reject"), ("reject", "accept", "accept", "accept")]
+    for i in range(12):
+        decide(coord, store, request(f"r{i}"), script[i % 2][:3])
+        update_from_reviews(store, review(store, f"r{i}", script[i % 2][3]))
+    src = coord.competences
+    assert src is not None
+    real, fits = competence_module.fit_strategy, []
+
+    def slow_fit(strategy, ballots):
+        fits.append((threading.current_thread() is threading.main_thread(), len(ballots)))
+        time_module.sleep(0.5)
+        return real(strategy, ballots)
+
+    monkeypatch.setattr(competence_module, "fit_strategy", slow_fit)
+    ballot = Ballot(request_id="q", subject="x", labels=("accept", "reject"), votes=tuple(
+        Vote(judge=j, request_id="q", candidate_id="x", label=lab)
+        for j, lab in zip(JUDGES, ("accept", "reject", "reject"), strict=True)))
+
+    async def main() -> Decision:
+        first = asyncio.create_task(src.prepare(coord.strategy))
+        await asyncio.sleep(0.1)  # the refit on 12 reviews is under way
+        meanwhile = src.decide(coord.strategy, ballot)  # synchronous: the last fit (11 reviews)
+        first.cancel()
+        await src.prepare(coord.strategy)  # takes over the shielded fit
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        return meanwhile
+
+    meanwhile = asyncio.run(main())
+    assert fits == [(False, 12)]  # one fit, in a worker thread
+    assert meanwhile.label == "reject"
+    fitted, _ = src.strategy_for(coord.strategy, ballot)
+    assert isinstance(fitted, Calibrated) and fitted.n_gold_ == 12
+    assert fitted is not coord.strategy and coord.strategy.method_ is None  # fitted a copy
