@@ -67,7 +67,7 @@ import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import structlog
 
@@ -385,6 +385,22 @@ def _log_odds(base: LogOdds, table: Table, ballot: Ballot, prior: BetaPrior,
     return dataclasses.replace(base, competences=comp), weights
 
 
+class _Refit(NamedTuple):
+    """A calibrated refit: for which table and strategy, its sequence number, and its task
+    (None for a fit made inline)."""
+
+    table: Table
+    base: Strategy
+    seq: int
+    future: asyncio.Future[Strategy] | None
+
+
+def _fit_calibrated(base: Calibrated, unlabelled: list[Ballot], gold: list[Ballot]) -> Strategy:
+    """``base`` fitted on the reviewed ballots and the unlabelled ones, on a copy (``base``
+    unchanged; without gold, ``base`` itself)."""
+    return fit_strategy(dataclasses.replace(base), [*unlabelled, *gold]) if gold else base
+
+
 @dataclass
 class CompetenceSource:
     """Competences from a store's reviews, turned into a strategy's parameters per ballot.
@@ -408,12 +424,15 @@ class CompetenceSource:
     _base: Any = field(default=None, init=False, repr=False)
     _cache: dict[Any, tuple[Strategy, dict[str, float] | None]] = field(
         default_factory=dict, init=False, repr=False)
-    _pending: tuple[Table, Strategy, asyncio.Future[Any]] | None = field(
-        default=None, init=False, repr=False)
-    """The refit :meth:`prepare` runs in a worker thread: for which table and base strategy."""
+    _refit: _Refit | None = field(default=None, init=False, repr=False)
+    """The calibrated refit :meth:`prepare` runs in a worker thread (one at a time)."""
     _latest: tuple[int, Strategy] | None = field(default=None, init=False, repr=False)
     """The last calibrated fit completed (with its sequence number): what decisions use while a
-    refit for newer reviews is on its way."""
+    refit for newer reviews is under way, or after one failed."""
+    _failed: tuple[Table, Strategy, Exception] | None = field(default=None, init=False,
+                                                               repr=False)
+    """The last refit that raised, for which table and strategy (not retried until either
+    changes)."""
     _fits: int = field(default=0, init=False, repr=False)
 
     def refresh(self) -> Table | None:
@@ -455,13 +474,7 @@ class CompetenceSource:
             elif isinstance(base, LogOdds):
                 hit = _log_odds(base, table, ballot, self.prior)
             elif isinstance(base, Calibrated):
-                pending = self._pending
-                if pending is not None and not pending[2].done() and self._latest is not None:
-                    # prepare() is refitting in a worker thread: until it has, the last fit
-                    return self._latest[1], None
-                self._fits += 1
-                hit = (self._fit(base, list(self.unlabelled), gold_ballots(self.store),
-                                 self._fits), None)
+                return self._calibrated(base, table), None
             else:
                 raise ConfigError(f"strategy {base.name!r} cannot take competences from "
                                   "reviews; use weighted, log_odds or calibrated",
@@ -472,59 +485,94 @@ class CompetenceSource:
     def _rebase(self, base: Strategy) -> None:
         """A new strategy (e.g. a new run's): the fits and parameters of the last are dropped."""
         if base is not self._base:
-            self._base, self._cache, self._pending, self._latest = base, {}, None, None
+            self._base, self._cache, self._refit, self._latest, self._failed = (
+                base, {}, None, None, None)
 
     def use_unlabelled(self, ballots: Sequence[Ballot]) -> None:
         """Ballots without gold a ``calibrated`` fit may use too (the coordinator sets the
-        run's); the fits made without them are dropped."""
-        self.unlabelled, self._cache, self._pending = ballots, {}, None
+        run's); the fits made without them are dropped (the last stays in use until the next)."""
+        self.unlabelled, self._cache, self._refit, self._failed = ballots, {}, None, None
 
-    def _fit(self, base: Calibrated, unlabelled: list[Ballot], gold: list[Ballot],
-             seq: int) -> Strategy:
-        """A ``calibrated`` fit on the reviewed ballots (and the unlabelled ones), on a copy of
-        ``base`` (a fit sets its learned attributes in place, and decisions may be reading the
-        last one), recorded as the latest unless a newer one completed first."""
-        fitted = fit_strategy(dataclasses.replace(base), [*unlabelled, *gold]) if gold else base
-        if self._latest is None or self._latest[0] < seq:
-            self._latest = (seq, fitted)
+    def _calibrated(self, base: Calibrated, table: Table) -> Strategy:
+        """The calibrated fit for ``table`` (the cache missed), for a synchronous caller: a
+        refit that finished and was not yet collected; else, while :meth:`prepare` refits or
+        after a refit for this table failed, the last fit; else a fit here, on this thread."""
+        refit = self._refit
+        fut = refit.future if refit is not None and refit.base is base else None
+        if refit is not None and fut is not None:
+            if fut.done() and not fut.cancelled() and fut.exception() is None and (
+                    refit.table is table):
+                return self._collect(refit, fut.result())
+            if not fut.done() and self._latest is not None:
+                return self._latest[1]
+        failed = self._failed
+        if failed is not None and failed[0] is table and failed[1] is base:
+            if self._latest is not None:
+                return self._latest[1]
+            raise failed[2]
+        self._fits += 1
+        seq = self._fits
+        try:
+            fitted = _fit_calibrated(base, list(self.unlabelled), gold_ballots(self.store))
+        except Exception as exc:
+            self._failed = (table, base, exc)
+            raise
+        return self._collect(_Refit(table, base, seq, None), fitted)
+
+    def _collect(self, refit: _Refit, fitted: Strategy) -> Strategy:
+        """Take a finished fit: the latest if no newer one was, cached if its table is current."""
+        if refit.base is self._base:
+            if self._latest is None or self._latest[0] < refit.seq:
+                self._latest = (refit.seq, fitted)
+            if refit.table is self._table:
+                self._cache[("calibrated",)] = (fitted, None)
         return fitted
 
     async def prepare(self, base: Strategy) -> None:
         """Read the table (one SELECT) and, for ``calibrated``, refit on the reviews in a worker
         thread when they changed, so that :meth:`decide` finds the fit cached. A fit takes up
         to seconds (the group search: 14 s at 12,000 ballots); run inline, it held up every
-        other request of the event loop. Callers share the fit under way: a cancelled caller
-        leaves it running for the others (it is shielded), and a decision that cannot wait
-        (:meth:`strategy_for` from synchronous code) uses the last fit meanwhile. The store is
-        read on the calling thread (an SQLite connection serves the thread that opened it).
-        Reviews that arrive during a fit are followed for three refits; the decision then reads
-        no newer table than the fit's (``Coordinator.decide_ballots(refresh=False)``)."""
+        other request of the event loop.
+
+        One refit runs at a time, on a copy of the strategy (a fit sets its learned attributes
+        in place, and decisions may be reading the last): callers wait for the one under way
+        (shielded: a cancelled caller leaves it to the others), then start the next if reviews
+        arrived meanwhile, for up to three rounds. A decision that cannot wait (a synchronous
+        :meth:`strategy_for`) uses the last fit meanwhile. A refit that raises is not retried
+        until the table changes; decisions use the last fit, or fail as :meth:`decide` says.
+        The store is read on the calling thread (an SQLite connection serves the thread that
+        opened it)."""
         if self.refresh() is None or not isinstance(base, Calibrated):
             return
         calibrated: Calibrated = base
+        self._rebase(base)
         loop = asyncio.get_running_loop()
         for round_ in range(3):
             if round_ and self.refresh() is None:  # did reviews arrive during the fit?
                 return
             table = self._table
-            self._rebase(base)
-            if table is None or ("calibrated",) in self._cache:
-                return
-            pending = self._pending
-            if (pending is None or pending[0] is not table or pending[1] is not base
-                    or pending[2].get_loop() is not loop or pending[2].cancelled()):
+            failed = self._failed
+            if (self._base is not base or table is None or ("calibrated",) in self._cache
+                    or (failed is not None and failed[0] is table and failed[1] is base)):
+                return  # a newer strategy took over, or nothing to fit
+            refit = self._refit
+            if (refit is None or refit.future is None or refit.future.get_loop() is not loop
+                    or refit.future.cancelled() or (refit.future.done() and refit.table
+                                                    is not table)):
                 self._fits += 1
-                work = asyncio.to_thread(self._fit, calibrated, list(self.unlabelled),
-                                         gold_ballots(self.store), self._fits)
-                pending = (table, base, asyncio.ensure_future(work))
-                self._pending = pending
+                work = asyncio.to_thread(_fit_calibrated, calibrated, list(self.unlabelled),
+                                         gold_ballots(self.store))
+                refit = self._refit = _Refit(table, base, self._fits, asyncio.ensure_future(work))
+            assert refit.future is not None
             try:
-                fitted = await asyncio.shield(pending[2])
-            except Exception:  # noqa: BLE001 - decide() meets the error again, and reports it
-                self._pending = None
+                fitted = await asyncio.shield(refit.future)
+            except Exception as exc:  # noqa: BLE001 - recorded; decisions fail as decide() says
+                if self._refit is refit:
+                    self._failed = (refit.table, refit.base, exc)
+                log.error("calibrated_refit_failed", error=f"{type(exc).__name__}: "
+                          f"{str(exc)[:200]}", stale=self._latest is not None)
                 return
-            if self._table is table and self._base is base and self._pending is pending:
-                self._cache[("calibrated",)] = (fitted, None)
+            self._collect(refit, fitted)
 
     def decide(self, base: Strategy, ballot: Ballot) -> Decision:
         """Decide ``ballot`` with ``base`` under the reviews' competences (fails closed when no

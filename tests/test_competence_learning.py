@@ -419,3 +419,45 @@ def test_a_refit_is_shared_survives_a_cancelled_caller_and_never_runs_inline(sto
     fitted, _ = src.strategy_for(coord.strategy, ballot)
     assert isinstance(fitted, Calibrated) and fitted.n_gold_ == 12
     assert fitted is not coord.strategy and coord.strategy.method_ is None  # fitted a copy
+
+
+def test_a_refit_that_raises_is_not_retried_on_the_loop_until_the_reviews_change(
+        store: Store, monkeypatch):
+    """A refit that raises: the decisions meanwhile and after use the last fit, and none of
+    them fits again (on the loop or off it) until the table changes; then a refit runs."""
+    import threading
+
+    import consensus.competence as competence_module
+
+    coord = Coordinator(ScriptedPanel(), Calibrated(from_reviews=True, n_repeats=1),
+                        competences=store)
+    script = [("accept", "reject", "reject", "reject"), ("reject", "accept", "accept", "accept")]
+    for i in range(12):
+        decide(coord, store, request(f"r{i}"), script[i % 2][:3])
+        update_from_reviews(store, review(store, f"r{i}", script[i % 2][3]))
+    real, fits = competence_module.fit_strategy, []
+
+    def failing_fit(strategy, ballots):
+        fits.append((threading.current_thread() is threading.main_thread(), len(ballots)))
+        if len(ballots) == 12:
+            raise ValueError("singular matrix")
+        return real(strategy, ballots)
+
+    monkeypatch.setattr(competence_module, "fit_strategy", failing_fit)
+
+    async def batch(rids: tuple[str, ...]) -> list[Outcome]:
+        for rid in rids:
+            coord.panel.script[rid] = ("accept", "reject", "reject")
+        return list(await asyncio.gather(*(coord.decide(request(r)) for r in rids)))
+
+    outs = asyncio.run(batch(("n0", "n1", "n2")))
+    outs += asyncio.run(batch(("n3", "n4")))
+    assert fits == [(False, 12)]  # one attempt, in the worker; none inline, none repeated
+    # the last fit (11 reviews) decides meanwhile: the boss is still contradicted
+    assert [o.decisions[0].label for o in outs] == ["reject"] * 5
+    # another review: the table changed, so a refit is tried again (and succeeds)
+    store.record(RUN, outs[0].model_copy(update={"escalation": Escalation(
+        priority=1, reason="spot check")}), request("n0"))
+    update_from_reviews(store, review(store, "n0", "reject"))
+    asyncio.run(batch(("n5",)))
+    assert fits == [(False, 12), (False, 13)]
