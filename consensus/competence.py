@@ -501,15 +501,15 @@ class CompetenceSource:
         fut = refit.future if refit is not None and refit.base is base else None
         if refit is not None and fut is not None:
             if fut.done() and not fut.cancelled() and fut.exception() is None and (
-                    refit.table is table):
+                    refit.table is table) and self._refit is refit:
                 return self._collect(refit, fut.result())
-            if not fut.done() and self._latest is not None:
+            if not fut.done() and self._latest is not None:  # prepare() is refitting
                 return self._latest[1]
         failed = self._failed
         if failed is not None and failed[0] is table and failed[1] is base:
             if self._latest is not None:
                 return self._latest[1]
-            raise failed[2]
+            raise failed[2].with_traceback(None)  # (a traceback per raise would pile up)
         self._fits += 1
         seq = self._fits
         try:
@@ -520,8 +520,9 @@ class CompetenceSource:
         return self._collect(_Refit(table, base, seq, None), fitted)
 
     def _collect(self, refit: _Refit, fitted: Strategy) -> Strategy:
-        """Take a finished fit: the latest if no newer one was, cached if its table is current."""
-        if refit.base is self._base:
+        """Take a finished fit: the latest if no newer one was, cached if its table is current
+        (not a refit dropped meanwhile, e.g. by :meth:`use_unlabelled`)."""
+        if refit.base is self._base and (refit.future is None or self._refit is refit):
             if self._latest is None or self._latest[0] < refit.seq:
                 self._latest = (refit.seq, fitted)
             if refit.table is self._table:
@@ -539,7 +540,8 @@ class CompetenceSource:
         (shielded: a cancelled caller leaves it to the others), then start the next if reviews
         arrived meanwhile, for up to three rounds. A decision that cannot wait (a synchronous
         :meth:`strategy_for`) uses the last fit meanwhile. A refit that raises is not retried
-        until the table changes; decisions use the last fit, or fail as :meth:`decide` says.
+        until the table changes while there is a last fit to use; without one, each call tries
+        again (in the worker) and decisions fail as :meth:`decide` says.
         The store is read on the calling thread (an SQLite connection serves the thread that
         opened it)."""
         if self.refresh() is None or not isinstance(base, Calibrated):
@@ -553,8 +555,10 @@ class CompetenceSource:
             table = self._table
             failed = self._failed
             if (self._base is not base or table is None or ("calibrated",) in self._cache
-                    or (failed is not None and failed[0] is table and failed[1] is base)):
-                return  # a newer strategy took over, or nothing to fit
+                    or (failed is not None and failed[0] is table and failed[1] is base
+                        and self._latest is not None)):
+                return  # a newer strategy took over, nothing to fit, or it failed (the last
+                # fit serves; with none, each call tries again, off the loop)
             refit = self._refit
             if (refit is None or refit.future is None or refit.future.get_loop() is not loop
                     or refit.future.cancelled() or (refit.future.done() and refit.table

@@ -461,3 +461,44 @@ def test_a_refit_that_raises_is_not_retried_on_the_loop_until_the_reviews_change
     update_from_reviews(store, review(store, "n0", "reject"))
     asyncio.run(batch(("n5",)))
     assert fits == [(False, 12), (False, 13)]
+
+
+def test_a_refit_dropped_by_new_unlabelled_ballots_is_not_cached(store: Store, monkeypatch):
+    """New unlabelled ballots arrive while a refit runs: that refit (made without them) is
+    neither cached nor the latest; the same prepare then fits again, with them."""
+    import time as time_module
+
+    import consensus.competence as competence_module
+
+    coord = Coordinator(ScriptedPanel(), Calibrated(from_reviews=True, n_repeats=1),
+                        competences=store)
+    script = [("accept", "reject", "reject", "reject"), ("reject", "accept", "accept", "accept")]
+    for i in range(12):
+        decide(coord, store, request(f"r{i}"), script[i % 2][:3])
+        update_from_reviews(store, review(store, f"r{i}", script[i % 2][3]))
+    src = coord.competences
+    assert src is not None
+    before = src._latest
+    real, fits, made = competence_module.fit_strategy, [], []
+
+    def slow_fit(strategy, ballots):
+        fits.append(len(ballots))
+        time_module.sleep(0.3)
+        made.append(real(strategy, ballots))
+        return made[-1]
+
+    monkeypatch.setattr(competence_module, "fit_strategy", slow_fit)
+    extra = [Ballot(request_id=f"u{i}", subject="x", labels=("accept", "reject"), votes=tuple(
+        Vote(judge=j, request_id=f"u{i}", candidate_id="x", label=lab)
+        for j, lab in zip(JUDGES, ("accept", "reject", "reject"), strict=True)))
+        for i in range(5)]
+
+    async def main() -> None:
+        first = asyncio.create_task(src.prepare(coord.strategy))
+        await asyncio.sleep(0.1)
+        src.use_unlabelled(extra)
+        await first
+
+    asyncio.run(main())
+    assert fits == [12, 17] and before is not None
+    assert src._cache[("calibrated",)][0] is made[1] and src._latest == (before[0] + 2, made[1])
