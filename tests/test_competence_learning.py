@@ -321,18 +321,26 @@ def _item_of(store: Store, review_id: int) -> tuple[str, str]:
     return r["run_id"], r["request_id"]
 
 
+def reviewed_coordinator(store: Store) -> Coordinator:
+    """A calibrated-from-reviews coordinator after 12 decided and reviewed requests (the boss
+    always wrong, the others always right); the last review changed the table since the last
+    fit."""
+    coord = Coordinator(ScriptedPanel(), Calibrated(from_reviews=True, n_repeats=1),
+                        competences=store)
+    script = [("accept", "reject", "reject", "reject"), ("reject", "accept", "accept", "accept")]
+    for i in range(12):
+        decide(coord, store, request(f"r{i}"), script[i % 2][:3])
+        update_from_reviews(store, review(store, f"r{i}", script[i % 2][3]))
+    return coord
+
+
 def test_a_refit_on_new_reviews_runs_off_the_event_loop_once(store: Store, monkeypatch):
     """Three requests decided at once after the reviews changed: one calibrated fit, in a worker
     thread (a task ticking every 20 ms never waits as long as the 1 s fit), and all three use
     it. Inline, the fit held up the loop for its whole length."""
     import consensus.competence as competence_module
 
-    coord = Coordinator(ScriptedPanel(), Calibrated(from_reviews=True, n_repeats=1),
-                        competences=store)
-    script = [("accept", "reject", "reject", "reject"), ("reject", "accept", "accept", "accept")]
-    for i in range(12):  # the boss is always wrong, the others always right
-        decide(coord, store, request(f"r{i}"), script[i % 2][:3])
-        update_from_reviews(store, review(store, f"r{i}", script[i % 2][3]))
+    coord = reviewed_coordinator(store)
     real, fits = competence_module.fit_strategy, []
 
     def slow_fit(strategy, ballots):
@@ -383,12 +391,7 @@ def test_a_refit_is_shared_survives_a_cancelled_caller_and_never_runs_inline(sto
 
     import consensus.competence as competence_module
 
-    coord = Coordinator(ScriptedPanel(), Calibrated(from_reviews=True, n_repeats=1),
-                        competences=store)
-    script = [("accept", "reject", "reject", "reject"), ("reject", "accept", "accept", "accept")]
-    for i in range(12):
-        decide(coord, store, request(f"r{i}"), script[i % 2][:3])
-        update_from_reviews(store, review(store, f"r{i}", script[i % 2][3]))
+    coord = reviewed_coordinator(store)
     src = coord.competences
     assert src is not None
     real, fits = competence_module.fit_strategy, []
@@ -429,12 +432,7 @@ def test_a_refit_that_raises_is_not_retried_on_the_loop_until_the_reviews_change
 
     import consensus.competence as competence_module
 
-    coord = Coordinator(ScriptedPanel(), Calibrated(from_reviews=True, n_repeats=1),
-                        competences=store)
-    script = [("accept", "reject", "reject", "reject"), ("reject", "accept", "accept", "accept")]
-    for i in range(12):
-        decide(coord, store, request(f"r{i}"), script[i % 2][:3])
-        update_from_reviews(store, review(store, f"r{i}", script[i % 2][3]))
+    coord = reviewed_coordinator(store)
     real, fits = competence_module.fit_strategy, []
 
     def failing_fit(strategy, ballots):
@@ -470,12 +468,7 @@ def test_a_refit_dropped_by_new_unlabelled_ballots_is_not_cached(store: Store, m
 
     import consensus.competence as competence_module
 
-    coord = Coordinator(ScriptedPanel(), Calibrated(from_reviews=True, n_repeats=1),
-                        competences=store)
-    script = [("accept", "reject", "reject", "reject"), ("reject", "accept", "accept", "accept")]
-    for i in range(12):
-        decide(coord, store, request(f"r{i}"), script[i % 2][:3])
-        update_from_reviews(store, review(store, f"r{i}", script[i % 2][3]))
+    coord = reviewed_coordinator(store)
     src = coord.competences
     assert src is not None
     before = src._latest
