@@ -561,8 +561,8 @@ class CompetenceSource:
                 # fit serves; with none, each call tries again, off the loop)
             refit = self._refit
             if (refit is None or refit.future is None or refit.future.get_loop() is not loop
-                    or refit.future.cancelled() or (refit.future.done() and refit.table
-                                                    is not table)):
+                    or refit.future.cancelled() or (refit.future.done() and (
+                        refit.table is not table or refit.future.exception() is not None))):
                 self._fits += 1
                 work = asyncio.to_thread(_fit_calibrated, calibrated, list(self.unlabelled),
                                          gold_ballots(self.store))

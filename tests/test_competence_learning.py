@@ -495,3 +495,31 @@ def test_a_refit_dropped_by_new_unlabelled_ballots_is_not_cached(store: Store, m
     asyncio.run(main())
     assert fits == [12, 17] and before is not None
     assert src._cache[("calibrated",)][0] is made[1] and src._latest == (before[0] + 2, made[1])
+
+
+def test_a_first_refit_that_raises_fails_closed_and_is_retried_off_the_loop(store: Store,
+                                                                             monkeypatch):
+    """With no earlier fit to serve, a refit that raises leaves the decision undecided (the
+    policy blocks), and the next request tries again, in the worker, never on the loop."""
+    import threading
+
+    import consensus.competence as competence_module
+
+    reviewed_coordinator(store)  # the reviews, in the store
+    fresh = Coordinator(ScriptedPanel(), Calibrated(from_reviews=True, n_repeats=1),
+                        competences=store)
+    fits = []
+
+    def failing_fit(strategy, ballots):
+        fits.append(threading.current_thread() is threading.main_thread())
+        raise ValueError("singular matrix")
+
+    monkeypatch.setattr(competence_module, "fit_strategy", failing_fit)
+    outs = []
+    for rid in ("f0", "f1"):
+        fresh.panel.script[rid] = ("accept", "reject", "reject")
+        outs.append(asyncio.run(fresh.decide(request(rid))))
+    assert fits == [False, False]  # one try per request, both in the worker
+    assert [o.decisions[0].label for o in outs] == [None, None]
+    assert all("singular matrix" in (o.decisions[0].reason or "") for o in outs)
+    assert {o.action for o in outs} == {"block"}
