@@ -515,10 +515,14 @@ def test_a_first_refit_that_raises_fails_closed_and_is_retried_off_the_loop(stor
         raise ValueError("singular matrix")
 
     monkeypatch.setattr(competence_module, "fit_strategy", failing_fit)
-    outs = []
-    for rid in ("f0", "f1"):
-        fresh.panel.script[rid] = ("accept", "reject", "reject")
-        outs.append(asyncio.run(fresh.decide(request(rid))))
+    async def one_after_another() -> list[Outcome]:  # on one loop
+        outs = []
+        for rid in ("f0", "f1"):
+            fresh.panel.script[rid] = ("accept", "reject", "reject")
+            outs.append(await fresh.decide(request(rid)))
+        return outs
+
+    outs = asyncio.run(one_after_another())
     assert fits == [False, False]  # one try per request, both in the worker
     assert [o.decisions[0].label for o in outs] == [None, None]
     assert all("singular matrix" in (o.decisions[0].reason or "") for o in outs)
