@@ -501,15 +501,15 @@ class CompetenceSource:
         fut = refit.future if refit is not None and refit.base is base else None
         if refit is not None and fut is not None:
             if fut.done() and not fut.cancelled() and fut.exception() is None and (
-                    refit.table is table) and self._refit is refit:
+                    refit.table is table):
                 return self._collect(refit, fut.result())
             if not fut.done() and self._latest is not None:  # prepare() is refitting
                 return self._latest[1]
-        failed = self._failed
-        if failed is not None and failed[0] is table and failed[1] is base:
+        failed = self._failed_for(table, base)
+        if failed is not None:
             if self._latest is not None:
                 return self._latest[1]
-            raise failed[2].with_traceback(None)  # (a traceback per raise would pile up)
+            raise failed.with_traceback(None)  # (a traceback per raise would pile up)
         self._fits += 1
         seq = self._fits
         try:
@@ -518,6 +518,11 @@ class CompetenceSource:
             self._failed = (table, base, exc)
             raise
         return self._collect(_Refit(table, base, seq, None), fitted)
+
+    def _failed_for(self, table: Table, base: Strategy) -> Exception | None:
+        """The error of the last refit, if it was for this table and strategy."""
+        failed = self._failed
+        return failed[2] if failed is not None and failed[0] is table and failed[1] is base else None
 
     def _collect(self, refit: _Refit, fitted: Strategy) -> Strategy:
         """Take a finished fit: the latest if no newer one was, cached if its table is current
@@ -553,10 +558,8 @@ class CompetenceSource:
             if round_ and self.refresh() is None:  # did reviews arrive during the fit?
                 return
             table = self._table
-            failed = self._failed
             if (self._base is not base or table is None or ("calibrated",) in self._cache
-                    or (failed is not None and failed[0] is table and failed[1] is base
-                        and self._latest is not None)):
+                    or (self._failed_for(table, base) is not None and self._latest is not None)):
                 return  # a newer strategy took over, nothing to fit, or it failed (the last
                 # fit serves; with none, each call tries again, off the loop)
             refit = self._refit

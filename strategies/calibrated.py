@@ -122,6 +122,12 @@ def _folds(y: IntArray, n_folds: int, rng: np.random.Generator) -> list[IntArray
     return [np.flatnonzero(fold_of == f) for f in range(n_folds)]
 
 
+def _right_share(z: FloatArray, y: IntArray) -> FloatArray:
+    """Per row of scores ``z``: 1 if label ``y`` scores highest, its share of a tie, else 0."""
+    top = np.isclose(z, z.max(axis=1, keepdims=True), rtol=0, atol=1e-9)
+    return top[np.arange(len(y)), y] / top.sum(axis=1)
+
+
 Challenger = Literal["majority", "best_judge", "log_odds", "dawid_skene", "logistic_votes",
                      "logistic_svd"]
 
@@ -186,17 +192,12 @@ class _CrossValidation:
             outside = ~np.isin(item, fold)
             pick = cands[int(np.argmin(loss[:, outside].mean(axis=1)))]
             rows = rep * n + fold
-            z = self.oof(pick)[rows]
-            top = np.isclose(z, z.max(axis=1, keepdims=True), rtol=0, atol=1e-9)
-            acc[rows] = top[np.arange(fold.size), self.y_all[rows]] / top.sum(axis=1)
+            acc[rows] = _right_share(self.oof(pick)[rows], self.y_all[rows])
         return cands[int(np.argmin(loss.mean(axis=1)))], acc.reshape(self.n_repeats, -1).mean(0)
 
     def item_accuracy(self, c: Candidate) -> FloatArray:
         """Per gold item, averaged over repeats (a tie between top labels earns its share)."""
-        z = self.oof(c)
-        top = np.isclose(z, z.max(axis=1, keepdims=True), rtol=0, atol=1e-9)
-        acc = top[np.arange(len(self.y_all)), self.y_all] / top.sum(axis=1)
-        return acc.reshape(self.n_repeats, -1).mean(axis=0)
+        return _right_share(self.oof(c), self.y_all).reshape(self.n_repeats, -1).mean(axis=0)
 
 
 def _simplex(n: int, step: float) -> list[FloatArray]:
